@@ -1,0 +1,71 @@
+#pragma once
+/// \file
+/// What a halo is: ghost-layer widths per split dimension and side, the
+/// boundary policy where a side has no neighbour, and the plan's counters.
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace khalo {
+
+/// How ghost layers are filled on a side that has no neighbour (design.md 5.2).
+enum class Boundary {
+  zero,       ///< zeros: a convolution's zero padding (the default)
+  replicate,  ///< copies of the outermost owned layer
+  reflect,    ///< mirror image without the edge layer (PyTorch's "reflect")
+  periodic,   ///< the layers of the rank on the far side (wraps, also on one rank)
+  none,       ///< left untouched
+};
+
+inline std::string to_string(Boundary b) {
+  switch (b) {
+    case Boundary::zero: return "zero";
+    case Boundary::replicate: return "replicate";
+    case Boundary::reflect: return "reflect";
+    case Boundary::periodic: return "periodic";
+    case Boundary::none: return "none";
+  }
+  return "unknown";
+}
+
+/// Ghost layers of one dimension.
+struct DimHalo {
+  int low = 1;   ///< layers before the owned range
+  int high = 1;  ///< layers after the owned range
+  Boundary boundary = Boundary::zero;
+};
+
+/// Ghost layers of every split dimension: a default for all, and overrides per
+/// array dimension.
+class HaloSpec {
+ public:
+  explicit HaloSpec(int width = 1, Boundary boundary = Boundary::zero) : default_{width, width, boundary} {}
+  /// Sets dimension \p dim's widths and boundary policy.
+  HaloSpec& set(int dim, int low, int high, Boundary boundary = Boundary::zero) {
+    dims_[dim] = DimHalo{low, high, boundary};
+    return *this;
+  }
+  DimHalo of(int dim) const {
+    const auto it = dims_.find(dim);
+    return it == dims_.end() ? default_ : it->second;
+  }
+
+ private:
+  DimHalo default_;
+  std::map<int, DimHalo> dims_;
+};
+
+/// Counters of a halo plan, accumulated over its exchanges (design.md 5.2).
+/// A side with no neighbour adds nothing to any of them.
+struct HaloStats {
+  std::int64_t faces_packed = 0;    ///< blocks copied into a send buffer by a pack kernel
+  std::int64_t bytes_packed = 0;    ///< bytes those kernels wrote
+  std::int64_t bytes_sent = 0;      ///< bytes handed to MPI for sending
+  std::int64_t bytes_received = 0;  ///< bytes received from MPI
+  std::int64_t messages = 0;        ///< messages sent
+  std::int64_t allocations = 0;     ///< buffers allocated (device and host staging)
+};
+
+}  // namespace khalo

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages khalo needs to build, test, install and format-check, when
+# they are missing. A machine that already has them does no apt work at all.
+#
+# Usage: scripts/deps.sh [EXTRA_PACKAGE...]
+#   Extra arguments are installed too (e.g. scripts/deps.sh slurmctld slurmd slurm-client munge).
+#   Other scripts can instead source scripts/lib.sh and call khalo_install_packages PKG...
+# Runs apt-get directly as root, through sudo otherwise.
+set -euo pipefail
+
+# The one list of khalo's Debian packages.
+KHALO_PACKAGES=(
+  # toolchain
+  g++ make cmake pkg-config ca-certificates
+  # libraries khalo builds against
+  libtrilinos-kokkos-dev libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
+  # tests, benchmarks, examples and tools
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+  hdf5-tools
+  # formatting check
+  clang-format-14
+  # python helpers (reading HDF5 output, reference checks)
+  python3 python3-numpy python3-h5py
+)
+
+case "${1:-}" in
+  -h | --help)
+    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    printf '\nPackages: %s\n' "${KHALO_PACKAGES[*]}"
+    exit 0
+    ;;
+esac
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+khalo_install_packages "${KHALO_PACKAGES[@]}" "$@"

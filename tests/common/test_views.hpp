@@ -1,0 +1,185 @@
+#pragma once
+// Test helpers: one test body per layout (typed tests), Views filled from a
+// function of the global index, and rank-generic host-side access.
+
+#include <khalo/layout.hpp>
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace khalo::test {
+
+using Index = std::vector<std::int64_t>;
+
+/// Calls f(index) for every multi-index of \p extents, in C order.
+inline void for_each_index(const Index& extents, const std::function<void(const Index&)>& f) {
+  for (auto e : extents) {
+    if (e == 0) return;
+  }
+  Index i(extents.size(), 0);
+  for (;;) {
+    f(i);
+    int d = static_cast<int>(extents.size()) - 1;
+    while (d >= 0 && ++i[static_cast<std::size_t>(d)] == extents[static_cast<std::size_t>(d)]) {
+      i[static_cast<std::size_t>(d)] = 0;
+      --d;
+    }
+    if (d < 0) return;
+  }
+}
+
+/// A value that tells where it came from: distinct for every global index.
+inline double value_at(const Index& global) {
+  double v = 0.0;
+  for (auto g : global) v = v * 97.0 + static_cast<double>(g) + 1.0;
+  return v * 0.5;  // exact in float for the small arrays the tests use
+}
+
+template <class View>
+std::int64_t offset_of(const View& v, const Index& i) {
+  std::int64_t o = 0;
+  for (std::size_t d = 0; d < i.size(); ++d) o += i[d] * static_cast<std::int64_t>(v.stride(d));
+  return o;
+}
+
+/// Host copy of a View's values in logical C order.
+template <class View>
+std::vector<typename View::non_const_value_type> to_logical(const View& v) {
+  auto h = Kokkos::create_mirror_view(v);
+  Kokkos::deep_copy(h, v);
+  std::vector<typename View::non_const_value_type> out;
+  for_each_index(detail::extents_of(v), [&](const Index& i) { out.push_back(h.data()[offset_of(h, i)]); });
+  return out;
+}
+
+/// Sets every element of \p v to f(index).
+template <class View, class F>
+void fill(const View& v, F f) {
+  auto h = Kokkos::create_mirror_view(v);
+  Kokkos::deep_copy(h, v);
+  for_each_index(detail::extents_of(v), [&](const Index& i) {
+    h.data()[offset_of(h, i)] = static_cast<typename View::non_const_value_type>(f(i));
+  });
+  Kokkos::deep_copy(v, h);
+}
+
+template <class Layout>
+Layout layout_of(const Index& extents) {
+  Layout l;
+  for (std::size_t d = 0; d < extents.size(); ++d) l.dimension[d] = static_cast<std::size_t>(extents[d]);
+  return l;
+}
+
+/// The layouts every layout-generic test runs over.
+struct RightCase {
+  template <class DataType>
+  using view = Kokkos::View<DataType, Kokkos::LayoutRight>;
+  static constexpr const char* name = "LayoutRight";
+  template <class DataType>
+  static view<DataType> make(const std::string& label, const Index& extents) {
+    return view<DataType>(Kokkos::view_alloc(label), layout_of<Kokkos::LayoutRight>(extents));
+  }
+};
+
+struct LeftCase {
+  template <class DataType>
+  using view = Kokkos::View<DataType, Kokkos::LayoutLeft>;
+  static constexpr const char* name = "LayoutLeft";
+  template <class DataType>
+  static view<DataType> make(const std::string& label, const Index& extents) {
+    return view<DataType>(Kokkos::view_alloc(label), layout_of<Kokkos::LayoutLeft>(extents));
+  }
+};
+
+/// Channels last: N, spatial dims, then C (dimension 1) fastest.
+struct ChannelsLastCase {
+  template <class DataType>
+  using view = Kokkos::View<DataType, Kokkos::LayoutStride>;
+  static constexpr const char* name = "ChannelsLast";
+  static StrideOrder order(int rank) {
+    if (rank < 3) return format_order(MemoryFormat::contiguous, rank);
+    StrideOrder o{0};
+    for (int d = 2; d < rank; ++d) o.push_back(d);
+    o.push_back(1);
+    return o;
+  }
+  template <class DataType>
+  static view<DataType> make(const std::string& label, const Index& extents) {
+    return allocate<DataType, Kokkos::DefaultExecutionSpace::memory_space>(label, extents,
+                                                                           order(static_cast<int>(extents.size())));
+  }
+};
+
+/// A fixed scrambled permutation per rank (no named format).
+struct PermutedCase {
+  template <class DataType>
+  using view = Kokkos::View<DataType, Kokkos::LayoutStride>;
+  static constexpr const char* name = "Permuted";
+  static StrideOrder order(int rank) {
+    switch (rank) {
+      case 1: return {0};
+      case 2: return {1, 0};
+      case 3: return {1, 2, 0};
+      case 4: return {2, 0, 3, 1};
+      case 5: return {3, 0, 4, 1, 2};
+      case 6: return {4, 1, 5, 0, 3, 2};
+      case 7: return {6, 2, 0, 5, 1, 4, 3};
+      default: return {7, 3, 1, 6, 0, 5, 2, 4};
+    }
+  }
+  template <class DataType>
+  static view<DataType> make(const std::string& label, const Index& extents) {
+    return allocate<DataType, Kokkos::DefaultExecutionSpace::memory_space>(label, extents,
+                                                                           order(static_cast<int>(extents.size())));
+  }
+};
+
+template <class Case, class T>
+struct Param {
+  using layout_case = Case;
+  using value_type = T;
+};
+
+using LayoutsAndTypes =
+    ::testing::Types<Param<RightCase, float>, Param<LeftCase, float>, Param<ChannelsLastCase, float>,
+                     Param<PermutedCase, float>, Param<RightCase, double>, Param<LeftCase, double>,
+                     Param<ChannelsLastCase, double>, Param<PermutedCase, double>>;
+
+class ParamNames {
+ public:
+  template <class P>
+  static std::string GetName(int) {
+    return std::string(P::layout_case::name) + "_" + (sizeof(typename P::value_type) == 4 ? "float" : "double");
+  }
+};
+
+inline int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+inline int world_size() {
+  int s = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+/// The data type of a rank-R View of T (T*, T**, ...).
+template <class T, int R>
+struct ptr {
+  using type = typename ptr<T, R - 1>::type*;
+};
+template <class T>
+struct ptr<T, 0> {
+  using type = T;
+};
+template <class T, int R>
+using ptr_t = typename ptr<T, R>::type;
+
+}  // namespace khalo::test
