@@ -91,8 +91,12 @@ class ProcessGrid {
     KHALO_MPI_CHECK(MPI_Cart_coords(comm_->get(), rank_, static_cast<int>(dims_.size()), coords_.data()));
   }
 
-  /// A grid of \p ndims dimensions chosen by MPI_Dims_create, not periodic.
-  ProcessGrid(MPI_Comm comm, int ndims) : ProcessGrid(comm, std::vector<int>(static_cast<std::size_t>(ndims), 0)) {}
+  /// A grid of \p ndims dimensions whose sizes MPI_Dims_create chooses.
+  /// (A factory, not a constructor: `ProcessGrid(comm, {4})` must mean a 1-D grid of 4.)
+  static ProcessGrid balanced(MPI_Comm comm, int ndims, bool periodic = false) {
+    const auto n = static_cast<std::size_t>(std::max(ndims, 0));
+    return ProcessGrid(comm, std::vector<int>(n, 0), std::vector<bool>(n, periodic));
+  }
 
   int ndims() const noexcept { return static_cast<int>(dims_.size()); }
   const std::vector<int>& dims() const noexcept { return dims_; }
