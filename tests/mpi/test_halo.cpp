@@ -1,1 +1,114 @@
+#include <halo_oracle.hpp>
+#include <khalo/halo.hpp>
+#include <test_views.hpp>
+
 #include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using khalo::Boundary;
+using khalo::Decomposition;
+using khalo::HaloSpec;
+using khalo::ProcessGrid;
+using khalo::test::Index;
+using khalo::test::ptr_t;
+using khalo::test::world_size;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+template <class P>
+class HaloLayouts : public ::testing::Test {};
+TYPED_TEST_SUITE(HaloLayouts, khalo::test::LayoutsAndTypes, khalo::test::ParamNames);
+
+struct Widths {
+  int low;
+  int high;
+};
+
+std::string describe(const Index& global, const std::vector<int>& split, Widths w, Boundary b, bool periodic) {
+  std::string s = "extents ";
+  for (auto e : global) s += std::to_string(e) + " ";
+  s += "split ";
+  for (auto d : split) s += std::to_string(d) + " ";
+  return s + "widths " + std::to_string(w.low) + "/" + std::to_string(w.high) + " boundary " + khalo::to_string(b) +
+         (periodic ? " periodic grid" : "");
+}
+
+// Runs one configuration; returns false when the plan (rightly) refused it.
+template <class Case, class T, int R>
+bool run_case(const Index& global, const std::vector<int>& split, Widths w, Boundary b, bool periodic) {
+  const auto grid = ProcessGrid::balanced(MPI_COMM_WORLD, static_cast<int>(split.size()), periodic);
+  const Decomposition dec(grid, global, split);
+  HaloSpec spec;
+  for (int d : split) spec.set(d, w.low, w.high, b);
+  auto v = Case::template make<ptr_t<T, R>>("v", khalo::test::local_extents(dec, spec));
+  khalo::test::fill_owned(v, dec, spec);
+  const std::string what = describe(global, split, w, b, periodic);
+  std::int64_t min_band = global[static_cast<std::size_t>(split[0])];
+  for (int d : split) {
+    for (int c = 0; c < grid.dims()[static_cast<std::size_t>(dec.grid_dim_of(d))]; ++c) {
+      min_band = std::min(min_band, dec.owned_at(d, c).size());
+    }
+  }
+  try {
+    khalo::Halo<Exec> halo(dec, spec, v);
+    halo.exchange(Exec(), v);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
+    // Again, after scrambling the ghosts: same values, no new buffers.
+    const auto allocations = halo.stats().allocations;
+    khalo::test::fill_owned(v, dec, spec);
+    halo.exchange(Exec(), v);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what + " (second exchange)"), 0) << what;
+    EXPECT_EQ(halo.stats().allocations, allocations) << what;
+    return true;
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("fewer than"), std::string::npos) << what << ": " << e.what();
+    EXPECT_LE(min_band, std::max(w.low, w.high)) << what << ": refused although every band is thick enough";
+    return false;
+  }
+}
+
+template <class Case, class T, int R>
+void run_rank(const std::vector<std::vector<int>>& splits) {
+  const int p = world_size();
+  int ran = 0;
+  int refused = 0;
+  for (const auto& split : splits) {
+    for (Widths w : {Widths{1, 1}, Widths{2, 1}, Widths{0, 2}, Widths{3, 3}}) {
+      for (Boundary b : {Boundary::zero, Boundary::replicate, Boundary::reflect, Boundary::periodic, Boundary::none}) {
+        for (bool periodic_grid : {false, true}) {
+          // Uneven bands, and bands one layer thick.
+          for (std::int64_t n : {std::int64_t{2 * p + 3}, std::int64_t{p}}) {
+            Index global(static_cast<std::size_t>(R));
+            for (int d = 0; d < R; ++d) global[static_cast<std::size_t>(d)] = 2 + (d % 2);
+            for (int d : split) global[static_cast<std::size_t>(d)] = n + d % 2;
+            if (run_case<Case, T, R>(global, split, w, b, periodic_grid)) {
+              ++ran;
+            } else {
+              ++refused;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(ran, refused);
+}
+
+TYPED_TEST(HaloLayouts, Rank2) {
+  run_rank<typename TypeParam::layout_case, typename TypeParam::value_type, 2>({{0}, {1}, {0, 1}});
+}
+TYPED_TEST(HaloLayouts, Rank3) {
+  run_rank<typename TypeParam::layout_case, typename TypeParam::value_type, 3>({{1}, {2, 1}, {0, 1, 2}});
+}
+TYPED_TEST(HaloLayouts, Rank4) {
+  run_rank<typename TypeParam::layout_case, typename TypeParam::value_type, 4>({{2}, {2, 3}});
+}
+TYPED_TEST(HaloLayouts, Rank5) {
+  run_rank<typename TypeParam::layout_case, typename TypeParam::value_type, 5>({{3}, {2, 3, 4}});
+}
+
+}  // namespace
