@@ -1,0 +1,180 @@
+// What an exchange costs: nothing on a side without a neighbour, no pack for
+// a contiguous face, no allocation on a repeated shape, one message per
+// neighbour for several fields; and split-phase equals blocking.
+#include <halo_oracle.hpp>
+#include <khalo/halo.hpp>
+#include <test_views.hpp>
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+namespace {
+
+using khalo::HaloSpec;
+using khalo::MemoryFormat;
+using khalo::test::Index;
+using khalo::test::world_rank;
+using khalo::test::world_size;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+int neighbours(const khalo::Decomposition& dec, int dim) {
+  return (dec.neighbor(dim, khalo::Side::low) != MPI_PROC_NULL) +
+         (dec.neighbor(dim, khalo::Side::high) != MPI_PROC_NULL);
+}
+
+std::int64_t max_over_ranks(std::int64_t v) {
+  std::int64_t m = 0;
+  MPI_Allreduce(&v, &m, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  return m;
+}
+
+TEST(HaloStats, BoundarySidesCostNothing) {
+  const std::int64_t C = 3, D = 2, W = 5;
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 3 * world_size() + 1, W});
+  const HaloSpec spec(1);
+  auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  const auto allocs = halo.stats().allocations;
+  for (int i = 0; i < 5; ++i) halo.exchange(Exec(), v);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "channels_last_3d"), 0);
+  const auto& s = halo.stats();
+  const int n = neighbours(dec, 3);
+  const std::int64_t face = C * D * W * static_cast<std::int64_t>(sizeof(float));
+  EXPECT_EQ(s.messages, 5 * n);
+  EXPECT_EQ(s.bytes_sent, 5 * n * face);
+  EXPECT_EQ(s.bytes_received, 5 * n * face);
+  EXPECT_EQ(s.faces_packed, 5 * n);  // NDHWC with D = 2: an H face is strided
+  EXPECT_EQ(s.bytes_packed, 5 * n * face);
+  EXPECT_EQ(s.allocations, allocs);  // repeated exchanges allocate nothing
+  EXPECT_EQ(allocs, n > 0 ? 2 : 0);  // a rank with no neighbour allocates nothing
+  // An edge rank packs and sends half of what the busiest rank does.
+  const std::int64_t busiest = max_over_ranks(s.bytes_sent);
+  if (world_size() >= 3 && n == 1) EXPECT_EQ(2 * s.bytes_sent, busiest);
+}
+
+TEST(HaloStats, ContiguousFacesAreNotPacked) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 4, 1, 2 * world_size() + 1, 6});
+  const HaloSpec spec(2);
+  // NDHWC with D = 1: each H face is one range of memory, sent and received in place.
+  auto v = khalo::allocate<double*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  halo.exchange(Exec(), v);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "contiguous faces"), 0);
+  EXPECT_EQ(halo.stats().faces_packed, 0);
+  EXPECT_EQ(halo.stats().bytes_packed, 0);
+  EXPECT_EQ(halo.stats().allocations, 0);
+  EXPECT_EQ(halo.stats().bytes_sent, neighbours(dec, 3) * 2 * 4 * 6 * static_cast<std::int64_t>(sizeof(double)));
+}
+
+TEST(HaloStats, NewShapeBuildsOnceAndIsCached) {
+  const HaloSpec spec(1);
+  auto run = [&](std::int64_t h) {
+    const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, h, 3});
+    return khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::contiguous);
+  };
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, 4 * world_size(), 3});
+  auto a = run(4 * world_size());
+  khalo::Halo<Exec> halo(dec, spec, a);
+  halo.exchange(Exec(), a);
+  const auto first = halo.stats().allocations;
+  // Same shape, other View: no allocation.
+  auto b = run(4 * world_size());
+  halo.exchange(Exec(), b);
+  EXPECT_EQ(halo.stats().allocations, first);
+}
+
+TEST(HaloStats, SeveralFieldsTravelInOneMessage) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 3, 2, 2 * world_size() + 1, 4});
+  const HaloSpec spec(1, khalo::Boundary::replicate);
+  const Index e = khalo::test::local_extents(dec, spec);
+  auto f = khalo::allocate<float*****>("f", e, MemoryFormat::channels_last_3d);
+  auto d = khalo::test::RightCase::make<double*****>("d", e);
+  auto i = khalo::test::LeftCase::make<int*****>("i", e);
+  khalo::test::fill_owned(f, dec, spec);
+  khalo::test::fill_owned(d, dec, spec);
+  khalo::test::fill_owned(i, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, f, d, i);
+  halo.exchange(Exec(), f, d, i);
+  EXPECT_EQ(khalo::test::count_wrong(f, dec, spec, "float field"), 0);
+  EXPECT_EQ(khalo::test::count_wrong(d, dec, spec, "double field"), 0);
+  // The int field holds the same values truncated; the oracle works in its type too.
+  EXPECT_EQ(khalo::test::count_wrong(i, dec, spec, "int field"), 0);
+  EXPECT_EQ(halo.stats().messages, neighbours(dec, 3));
+}
+
+// A 3-point stencil along H: the rows that need no ghost are computed while
+// messages fly, the edge rows after wait(); equal to the blocking result.
+TEST(HaloStats, SplitPhaseEqualsBlocking) {
+  const std::int64_t H = 3 * world_size() + 2;
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, H, 5});
+  const HaloSpec spec(1);
+  const Index e = khalo::test::local_extents(dec, spec);
+  auto v = khalo::allocate<float*****>("v", e, MemoryFormat::channels_last_3d);
+  auto w = khalo::allocate_like(v, "w");
+  auto out_split = khalo::allocate_like(v, "out_split");
+  auto out_block = khalo::allocate_like(v, "out_block");
+  khalo::test::fill_owned(v, dec, spec);
+  Kokkos::deep_copy(w, v);
+  const int rows = static_cast<int>(e[3]) - 2;  // owned rows live at 1..rows
+  auto stencil = [](auto in, auto out, int h0, int h1) {
+    Kokkos::parallel_for(
+        "stencil", Kokkos::MDRangePolicy<Exec, Kokkos::Rank<3>>({0, h0, 0}, {2, h1, 5}),
+        KOKKOS_LAMBDA(int c, int h, int x) {
+          for (int t = 0; t < 2; ++t)
+            out(0, c, t, h, x) = in(0, c, t, h - 1, x) + in(0, c, t, h, x) + in(0, c, t, h + 1, x);
+        });
+  };
+  khalo::Halo<Exec> halo(dec, spec, v);
+  {
+    auto pending = halo.start(Exec(), v);
+    stencil(v, out_split, 2, rows);  // interior rows need no ghost
+    pending.wait();
+    stencil(v, out_split, 1, 2);
+    stencil(v, out_split, rows, rows + 1);
+  }
+  halo.exchange(Exec(), w);
+  stencil(w, out_block, 1, rows + 1);
+  Kokkos::fence();
+  auto a = khalo::test::to_logical(out_split);
+  auto b = khalo::test::to_logical(out_block);
+  EXPECT_EQ(a, b);
+  // And equal to the global stencil with zero padding.
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out_split);
+  int wrong = 0;
+  for (int c = 0; c < 2; ++c)
+    for (int t = 0; t < 2; ++t)
+      for (int r = 1; r <= rows; ++r)
+        for (int x = 0; x < 5; ++x) {
+          const std::int64_t g = dec.to_global(3, r - 1);
+          // The same float additions in the same order as the kernel.
+          float in[3];
+          for (std::int64_t k = 0; k < 3; ++k) {
+            const std::int64_t gk = g - 1 + k;
+            in[k] = gk >= 0 && gk < H ? static_cast<float>(khalo::test::value_at({0, c, t, gk, x})) : 0.0f;
+          }
+          wrong += in[0] + in[1] + in[2] != h(0, c, t, r, x);
+        }
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST(HaloStats, HandleIsMoveOnlyAndOneAtATime) {
+  static_assert(!std::is_copy_constructible_v<khalo::HaloExchange<Exec, Exec::memory_space>>);
+  static_assert(std::is_move_constructible_v<khalo::HaloExchange<Exec, Exec::memory_space>>);
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, 2 * world_size(), 3});
+  const HaloSpec spec(1);
+  auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::contiguous);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  auto first = halo.start(Exec(), v);
+  EXPECT_THROW((void)halo.start(Exec(), v), std::logic_error);
+  auto moved = std::move(first);
+  moved.wait();
+  EXPECT_THROW(moved.wait(), std::logic_error);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "after move"), 0);
+  { auto dropped = halo.start(Exec(), v); }  // the destructor completes it
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "after destructor"), 0);
+}
+
+}  // namespace
