@@ -45,7 +45,10 @@ struct BlockWalk {
 };
 
 /// Builds the walk over \p block of an array with \p strides stored in \p order.
-inline BlockWalk make_walk(const Extents& strides, const std::vector<int>& order, const Block& block) {
+/// With \p merge false, every dimension of extent > 1 is kept, so two walks
+/// over blocks of the same extents (and order) visit elements in step.
+inline BlockWalk make_walk(const Extents& strides, const std::vector<int>& order, const Block& block,
+                           bool merge = true) {
   BlockWalk w;
   w.count = block.count();
   for (std::size_t d = 0; d < strides.size(); ++d) w.base += block.lo[d] * strides[d];
@@ -56,7 +59,7 @@ inline BlockWalk make_walk(const Extents& strides, const std::vector<int>& order
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     const auto d = static_cast<std::size_t>(*it);
     if (block.extent[d] == 1) continue;
-    if (!ext.empty() && str.back() * ext.back() == strides[d]) {
+    if (merge && !ext.empty() && str.back() * ext.back() == strides[d]) {
       ext.back() *= block.extent[d];
     } else {
       ext.push_back(block.extent[d]);
@@ -89,6 +92,15 @@ void unpack_block(const Exec& exec, T* data, const BlockWalk& w, const T* buf) {
   Kokkos::parallel_for(
       "khalo::unpack", Kokkos::RangePolicy<Exec>(exec, 0, w.count),
       KOKKOS_LAMBDA(const std::int64_t i) { data[w.offset(i)] = buf[i]; });
+}
+
+/// Copies a block of \p src onto a block of \p dst of the same extents;
+/// both walks are unmerged and in the same order, so element i matches.
+template <class Exec, class T>
+void copy_block(const Exec& exec, const T* src, const BlockWalk& ws, T* dst, const BlockWalk& wd) {
+  Kokkos::parallel_for(
+      "khalo::copy_block", Kokkos::RangePolicy<Exec>(exec, 0, ws.count),
+      KOKKOS_LAMBDA(const std::int64_t i) { dst[wd.offset(i)] = src[ws.offset(i)]; });
 }
 
 /// Sets every element of a block to T{} (zero for arithmetic types).

@@ -1,0 +1,36 @@
+// Exchanges one ghost row of a channels-last band with the neighbouring
+// ranks and checks it: a smoke test of the installed package.
+#include <khalo/khalo.hpp>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  khalo::Runtime runtime(argc, argv);
+  using Exec = Kokkos::DefaultExecutionSpace;
+  const std::int64_t H = 4 * runtime.world_size() + 1;
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 8, 2, H, 6});  // N C D H W, split H
+  auto e = dec.local_extents();
+  e[3] += 2;  // one ghost row above and below
+  auto x = khalo::allocate<float*****>("x", e, khalo::MemoryFormat::channels_last_3d);
+  const std::int64_t first = dec.owned(3).begin - 1;  // global row of local row 0
+  Kokkos::parallel_for(
+      "fill", Kokkos::RangePolicy<Exec>(1, e[3] - 1), KOKKOS_LAMBDA(std::int64_t h) {
+        for (int c = 0; c < 8; ++c)
+          for (int d = 0; d < 2; ++d)
+            for (int w = 0; w < 6; ++w) x(0, c, d, h, w) = static_cast<float>(first + h);
+      });
+  khalo::Halo<Exec> halo(dec, khalo::HaloSpec(1), x);
+  halo.exchange(Exec(), x);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+  const float above = first >= 0 ? static_cast<float>(first) : 0.0f;  // zero padding at the top
+  const float below = first + e[3] - 1 < H ? static_cast<float>(first + e[3] - 1) : 0.0f;
+  const bool ok = h(0, 3, 1, 0, 2) == above && h(0, 3, 1, e[3] - 1, 2) == below;
+  int all_ok = 0;
+  const int mine = ok ? 1 : 0;
+  MPI_Allreduce(&mine, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (runtime.world_rank() == 0) {
+    std::printf("khalo_downstream: %s; %s; %d ranks exchanged ghost rows: %s\n", khalo::build_info().c_str(),
+                khalo::to_string(khalo::memory_format(x)).c_str(), runtime.world_size(), all_ok ? "ok" : "WRONG");
+  }
+  return all_ok ? 0 : 1;
+}
