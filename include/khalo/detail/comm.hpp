@@ -72,10 +72,11 @@ class Comm {
 };
 
 /// Collective: if any rank passes a non-empty \p local_error, every rank throws
-/// std::invalid_argument with the message of the lowest such rank. This is how
+/// \p Exception (std::invalid_argument by default) with the message of the lowest such rank. This is how
 /// a plan-time error found on one rank ends every rank alike instead of leaving
 /// the others waiting in a later collective.
-inline void throw_if_any(MPI_Comm comm, const std::string& local_error) {
+template <class Exception = std::invalid_argument>
+void throw_if_any(MPI_Comm comm, const std::string& local_error) {
   int me = 0;
   KHALO_MPI_CHECK(MPI_Comm_rank(comm, &me));
   int size = 0;
@@ -93,7 +94,7 @@ inline void throw_if_any(MPI_Comm comm, const std::string& local_error) {
     message = local_error;
   }
   KHALO_MPI_CHECK(MPI_Bcast(message.data(), len, MPI_CHAR, first, comm));
-  throw std::invalid_argument(message);
+  throw Exception(message);
 }
 
 /// Collective: checks that every rank passed the same \p values; if not,

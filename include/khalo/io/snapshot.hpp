@@ -1,0 +1,187 @@
+#pragma once
+/// \file
+/// HDF5 snapshots (design.md 5.3): one dataset per tensor, global logical
+/// shape in C order whatever the memory format it was computed in, written
+/// collectively by all ranks into a temporary file that is renamed over the
+/// target only when complete; read back on any rank count and decomposition.
+
+#include <khalo/decomposition.hpp>
+#include <khalo/layout.hpp>
+
+#include <Kokkos_Core.hpp>
+#include <mpi.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace khalo::io {
+
+/// An I/O failure (missing or damaged file, wrong dataset, shape or type). Thrown
+/// on every rank of the communicator with the same message.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DType { float32, float64 };
+
+inline std::string to_string(DType t) { return t == DType::float32 ? "float32" : "float64"; }
+
+template <class T>
+constexpr DType dtype_of() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "khalo::io: float or double data only");
+  return std::is_same_v<T, float> ? DType::float32 : DType::float64;
+}
+
+/// What a dataset holds, from its shape, type and attributes.
+struct DatasetInfo {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  DType dtype = DType::float32;
+  std::string memory_format;  ///< the writer's, "" when absent (a file khalo did not write)
+  std::int64_t ranks = 0;     ///< the writer's rank count, 0 when absent
+  std::optional<std::int64_t> step;
+};
+
+/// A block of a dataset in global logical coordinates.
+struct Hyperslab {
+  std::vector<std::int64_t> offset;
+  std::vector<std::int64_t> count;
+};
+
+/// "file.h5:/group/name" -> {"file.h5", "/group/name"}; no ":" -> the default dataset.
+struct PathSpec {
+  std::string file;
+  std::string dataset;
+};
+PathSpec parse_path_spec(const std::string& spec, const std::string& default_dataset = "/data");
+
+/// Writes datasets into one snapshot file; collective over its communicator.
+/// Nothing appears under the target name until commit(); a writer destroyed
+/// (or killed) before that leaves any previous file there untouched.
+class SnapshotWriter {
+ public:
+  SnapshotWriter(MPI_Comm comm, const std::string& path);
+  ~SnapshotWriter();
+  SnapshotWriter(const SnapshotWriter&) = delete;
+  SnapshotWriter& operator=(const SnapshotWriter&) = delete;
+
+  /// Writes this rank's owned block \p owned (extents `dec.local_extents()`,
+  /// any layout, any memory space) into dataset \p name of global shape
+  /// `dec.global_extents()`.
+  template <class View>
+  void write(const std::string& name, const Decomposition& dec, const View& owned,
+             std::optional<std::int64_t> step = std::nullopt) {
+    using T = typename View::non_const_value_type;
+    const auto extents = khalo::detail::extents_of(owned);
+    std::string error;
+    if (extents != dec.local_extents()) {
+      error = "khalo::io::SnapshotWriter::write: the block to write has other extents than the rank's owned block";
+    }
+    Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
+    for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
+    const std::string format = (View::rank == 4 || View::rank == 5) ? format_name(owned) : "contiguous";
+    write_raw(name, dec.global_extents(), slab, error.empty() ? to_host_c_order(owned).data() : nullptr,
+              dtype_of<T>(), format, step, error);
+  }
+
+  /// The same from a host buffer in C order; collective. A non-empty \p local_error
+  /// (found by the caller on this rank) makes every rank throw it.
+  void write_raw(const std::string& name, const std::vector<std::int64_t>& global_shape, const Hyperslab& mine,
+                 const void* host_c_order, DType dtype, const std::string& memory_format,
+                 std::optional<std::int64_t> step, const std::string& local_error = {});
+
+  /// Closes the temporary file, syncs it and renames it over the target. Collective.
+  void commit();
+  const std::string& path() const noexcept;
+
+ private:
+  template <class View>
+  static std::string format_name(const View& v) {
+    if constexpr (View::rank == 4 || View::rank == 5) {
+      return to_string(memory_format(v));
+    } else {
+      return "contiguous";
+    }
+  }
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+
+ public:
+  /// The values of \p v in logical C order, on the host.
+  template <class View>
+  static std::vector<typename View::non_const_value_type> to_host_c_order(const View& v) {
+    using T = typename View::non_const_value_type;
+    using Right = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutRight, typename View::memory_space>;
+    Right dense(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing),
+                khalo_layout_right(khalo::detail::extents_of(v)));
+    Kokkos::deep_copy(dense, v);
+    std::vector<T> out(dense.span());
+    Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> host(out.data(), out.size());
+    Kokkos::View<T*, typename View::memory_space, Kokkos::MemoryUnmanaged> flat(dense.data(), dense.span());
+    Kokkos::deep_copy(host, flat);
+    return out;
+  }
+  static Kokkos::LayoutRight khalo_layout_right(const std::vector<std::int64_t>& e) {
+    Kokkos::LayoutRight l;
+    for (std::size_t d = 0; d < e.size(); ++d) l.dimension[d] = static_cast<std::size_t>(e[d]);
+    return l;
+  }
+};
+
+/// Reads datasets of a snapshot (or any HDF5 file of float datasets); collective.
+class SnapshotReader {
+ public:
+  SnapshotReader(MPI_Comm comm, const std::string& path);
+  ~SnapshotReader();
+  SnapshotReader(const SnapshotReader&) = delete;
+  SnapshotReader& operator=(const SnapshotReader&) = delete;
+
+  /// Every dataset in the file ("/a", "/g/b"), in creation order where the file tracks it, else by name.
+  std::vector<std::string> datasets() const;
+  bool has(const std::string& name) const;
+  /// Throws khalo::io::Error naming the dataset when it is missing or not float32/float64.
+  DatasetInfo info(const std::string& name) const;
+
+  /// Reads this rank's owned block of dataset \p name into \p owned (any
+  /// layout, any memory space); the dataset's shape must be the
+  /// decomposition's global shape and its type the View's.
+  template <class View>
+  void read(const std::string& name, const Decomposition& dec, const View& owned) const {
+    using T = typename View::non_const_value_type;
+    const auto extents = khalo::detail::extents_of(owned);
+    std::string error;
+    if (extents != dec.local_extents()) {
+      error = "khalo::io::SnapshotReader::read: the block to read into has other extents than the rank's owned block";
+    }
+    Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
+    for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
+    std::vector<T> host(static_cast<std::size_t>(khalo::detail::element_count(extents)));
+    read_raw(name, dec.global_extents(), slab, host.data(), dtype_of<T>(), error);
+    using Right = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutRight, typename View::memory_space>;
+    Right dense(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing),
+                SnapshotWriter::khalo_layout_right(extents));
+    Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> src(host.data(), host.size());
+    Kokkos::View<T*, typename View::memory_space, Kokkos::MemoryUnmanaged> flat(dense.data(), dense.span());
+    Kokkos::deep_copy(flat, src);
+    Kokkos::deep_copy(owned, dense);
+  }
+
+  /// Reads the block \p mine of dataset \p name (whose shape must be \p
+  /// global_shape, or anything when it is empty) into a host buffer in C order.
+  void read_raw(const std::string& name, const std::vector<std::int64_t>& global_shape, const Hyperslab& mine,
+                void* host_c_order, DType dtype, const std::string& local_error = {}) const;
+
+  const std::string& path() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace khalo::io

@@ -1,0 +1,78 @@
+#pragma once
+// Private to src/io: one owner type per HDF5 id kind, and one checking macro
+// for every HDF5 call (Release builds too).
+
+#include <hdf5.h>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace khalo::io::detail {
+
+/// The innermost message on HDF5's error stack (what actually went wrong).
+std::string h5_error_text();
+
+[[noreturn]] inline void throw_h5_error(const char* call, const char* file, int line) {
+  throw std::runtime_error(std::string("HDF5 call failed: ") + call + " -> " + h5_error_text() + " (" + file + ":" +
+                           std::to_string(line) + ")");
+}
+
+/// Owns an HDF5 id and closes it with \p Close; move-only.
+template <herr_t (*Close)(hid_t)>
+class H5Handle {
+ public:
+  H5Handle() = default;
+  explicit H5Handle(hid_t id) : id_(id) {}
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  H5Handle(H5Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)) {}
+  H5Handle& operator=(H5Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+    }
+    return *this;
+  }
+  ~H5Handle() { reset(); }
+  hid_t get() const noexcept { return id_; }
+  explicit operator bool() const noexcept { return id_ >= 0; }
+  /// Closes now and reports a failure (a destructor cannot).
+  void close();
+  void reset() noexcept {
+    if (id_ >= 0) Close(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+using File = H5Handle<H5Fclose>;
+using Dataset = H5Handle<H5Dclose>;
+using Dataspace = H5Handle<H5Sclose>;
+using Datatype = H5Handle<H5Tclose>;
+using PropList = H5Handle<H5Pclose>;
+using Attribute = H5Handle<H5Aclose>;
+using Group = H5Handle<H5Gclose>;
+using Object = H5Handle<H5Oclose>;
+
+}  // namespace khalo::io::detail
+
+/// Checks an HDF5 call that returns herr_t or hid_t (negative means failure).
+#define KHALO_H5_CHECK(call)                                                              \
+  [&]() {                                                                                 \
+    const auto khalo_h5_rc_ = (call);                                                     \
+    if (khalo_h5_rc_ < 0) ::khalo::io::detail::throw_h5_error(#call, __FILE__, __LINE__); \
+    return khalo_h5_rc_;                                                                  \
+  }()
+
+namespace khalo::io::detail {
+template <herr_t (*Close)(hid_t)>
+void H5Handle<Close>::close() {
+  if (id_ >= 0) {
+    const hid_t id = std::exchange(id_, H5I_INVALID_HID);
+    KHALO_H5_CHECK(Close(id));
+  }
+}
+}  // namespace khalo::io::detail
