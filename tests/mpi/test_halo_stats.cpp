@@ -104,6 +104,18 @@ TEST(HaloStats, SeveralFieldsTravelInOneMessage) {
   EXPECT_EQ(halo.stats().messages, neighbours(dec, 3));
 }
 
+// out = in(h-1) + in(h) + in(h+1) on rows [h0, h1) of a (1, 2, 2, rows, 5) band.
+// A free function: CUDA forbids device lambdas in gtest's private TestBody.
+template <class View>
+void stencil(View in, View out, int h0, int h1) {
+  Kokkos::parallel_for(
+      "stencil", Kokkos::MDRangePolicy<Exec, Kokkos::Rank<3>>({0, h0, 0}, {2, h1, 5}),
+      KOKKOS_LAMBDA(int c, int h, int x) {
+        for (int t = 0; t < 2; ++t)
+          out(0, c, t, h, x) = in(0, c, t, h - 1, x) + in(0, c, t, h, x) + in(0, c, t, h + 1, x);
+      });
+}
+
 // A 3-point stencil along H: the rows that need no ghost are computed while
 // messages fly, the edge rows after wait(); equal to the blocking result.
 TEST(HaloStats, SplitPhaseEqualsBlocking) {
@@ -118,14 +130,6 @@ TEST(HaloStats, SplitPhaseEqualsBlocking) {
   khalo::test::fill_owned(v, dec, spec);
   Kokkos::deep_copy(w, v);
   const int rows = static_cast<int>(e[3]) - 2;  // owned rows live at 1..rows
-  auto stencil = [](auto in, auto out, int h0, int h1) {
-    Kokkos::parallel_for(
-        "stencil", Kokkos::MDRangePolicy<Exec, Kokkos::Rank<3>>({0, h0, 0}, {2, h1, 5}),
-        KOKKOS_LAMBDA(int c, int h, int x) {
-          for (int t = 0; t < 2; ++t)
-            out(0, c, t, h, x) = in(0, c, t, h - 1, x) + in(0, c, t, h, x) + in(0, c, t, h + 1, x);
-        });
-  };
   khalo::Halo<Exec> halo(dec, spec, v);
   {
     auto pending = halo.start(Exec(), v);
