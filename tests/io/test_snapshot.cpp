@@ -85,8 +85,8 @@ TYPED_TEST(SnapshotLayouts, RoundTripOnAnyRankCounts) {
       MPI_Comm c = first_ranks(q);
       if (c == MPI_COMM_NULL) continue;
       const auto dec = khalo::row_decomposition(c, global);
-      auto into = khalo::allocate<ptr_t<T, 5>>("into", dec.local_extents(),
-                                              q % 2 ? khalo::MemoryFormat::channels_last_3d : khalo::MemoryFormat::contiguous);
+      auto into = khalo::allocate<ptr_t<T, 5>>(
+          "into", dec.local_extents(), q % 2 ? khalo::MemoryFormat::channels_last_3d : khalo::MemoryFormat::contiguous);
       SnapshotReader r(c, path);
       EXPECT_EQ(r.datasets(), (std::vector<std::string>{"/data", "/layers/second"}));
       const auto info = r.info("/data");
@@ -285,7 +285,8 @@ TEST(SnapshotErrors, RandomCorruptionNeverCrashes) {
       ++errors;
     }
   }
-  if (world_rank() == 0) std::printf("corrupted files: %d of %d refused with io::Error, the rest read\n", errors, seeds);
+  if (world_rank() == 0)
+    std::printf("corrupted files: %d of %d refused with io::Error, the rest read\n", errors, seeds);
   EXPECT_GT(errors, 0);
 }
 

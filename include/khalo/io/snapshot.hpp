@@ -8,8 +8,8 @@
 #include <khalo/decomposition.hpp>
 #include <khalo/layout.hpp>
 
-#include <Kokkos_Core.hpp>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -86,8 +86,8 @@ class SnapshotWriter {
     Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
     for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
     const std::string format = (View::rank == 4 || View::rank == 5) ? format_name(owned) : "contiguous";
-    write_raw(name, dec.global_extents(), slab, error.empty() ? to_host_c_order(owned).data() : nullptr,
-              dtype_of<T>(), format, step, error);
+    write_raw(name, dec.global_extents(), slab, error.empty() ? to_host_c_order(owned).data() : nullptr, dtype_of<T>(),
+              format, step, error);
   }
 
   /// The same from a host buffer in C order; collective. A non-empty \p local_error
