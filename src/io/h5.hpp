@@ -59,13 +59,17 @@ using Object = H5Handle<H5Oclose>;
 
 }  // namespace khalo::io::detail
 
+namespace khalo::io::detail {
+/// Passes an HDF5 return value (herr_t, hid_t, htri_t, ssize_t) through, throwing when negative.
+template <class R>
+R h5_check(R rc, const char* call, const char* file, int line) {
+  if (rc < 0) throw_h5_error(call, file, line);
+  return rc;
+}
+}  // namespace khalo::io::detail
+
 /// Checks an HDF5 call that returns herr_t or hid_t (negative means failure).
-#define KHALO_H5_CHECK(call)                                                              \
-  [&]() {                                                                                 \
-    const auto khalo_h5_rc_ = (call);                                                     \
-    if (khalo_h5_rc_ < 0) ::khalo::io::detail::throw_h5_error(#call, __FILE__, __LINE__); \
-    return khalo_h5_rc_;                                                                  \
-  }()
+#define KHALO_H5_CHECK(call) ::khalo::io::detail::h5_check((call), #call, __FILE__, __LINE__)
 
 namespace khalo::io::detail {
 template <herr_t (*Close)(hid_t)>
