@@ -1,0 +1,107 @@
+#pragma once
+/// \file
+/// One Wan 2.1 VAE decoder up-block (design.md 5.5), distributed over ranks by
+/// bands of rows: (num_res_blocks + 1) residual blocks, then an optional
+/// upsample2d / upsample3d resampler; whole-clip or chunked causal decoding.
+/// Convolutions read their ghost rows where the halo exchange put them; no
+/// tensor is ever concatenated or converted to another layout.
+
+#include <khalo/decomposition.hpp>
+#include <khalo/halo_spec.hpp>
+#include <khalo/layout.hpp>
+#include <khalo/nn/tensor.hpp>
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace khalo::io {
+class WeightsFile;
+}
+
+namespace khalo::nn {
+
+enum class Upsample { none, upsample2d, upsample3d };
+std::string to_string(Upsample u);
+Upsample upsample_from_string(const std::string& name);
+
+struct StageConfig {
+  int in_dim = 0;
+  int out_dim = 0;
+  int num_res_blocks = 1;
+  Upsample upsample = Upsample::none;
+  /// Channels of the stage's output.
+  int output_channels() const { return upsample == Upsample::none ? out_dim : out_dim / 2; }
+};
+
+/// The stage's parameters on the host, by PyTorch state-dict key (design.md 5.4).
+struct StageWeights {
+  StageConfig config;
+  std::map<std::string, std::vector<float>> tensors;
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+
+  /// Reads the stage from a weights file; the shape of the stage (blocks,
+  /// channels, shortcut, upsampler) comes from the keys and shapes present.
+  /// Throws khalo::io::Error naming any missing or mismatched key.
+  static StageWeights load(const io::WeightsFile& file);
+  /// Seeded random weights for \p config (the same on every rank).
+  static StageWeights random(const StageConfig& config, std::uint64_t seed);
+  /// The keys and shapes a stage of \p config has.
+  static std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_keys(const StageConfig& config);
+};
+
+/// Reported after each layer of each chunk (rank 0 prints them; --dump-layers writes them).
+struct LayerEvent {
+  std::string name;  ///< e.g. "resnets.0.conv1"
+  int chunk = 0;
+  double seconds = 0.0;                  ///< max over ranks
+  double flops = 0.0;                    ///< all ranks together
+  const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
+  int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
+  int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
+};
+
+/// A stage distributed over \p comm by bands of rows of the input.
+class DecoderStage {
+ public:
+  /// Collective. \p input_shape is the global (N, C, T, H, W) of the input;
+  /// every rank must own at least one row (std::invalid_argument otherwise, on every rank).
+  DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFormat format, std::vector<std::int64_t> input_shape);
+  ~DecoderStage();
+  DecoderStage(const DecoderStage&) = delete;
+  DecoderStage& operator=(const DecoderStage&) = delete;
+
+  /// The input decomposition (bands of rows): allocate and fill the input band with it.
+  const Decomposition& input_decomposition() const;
+  /// Global output shape for \p chunks (0 = whole clip).
+  std::vector<std::int64_t> output_shape(int chunks) const;
+  /// This rank's first output row and row count.
+  Range output_rows() const;
+
+  /// Decodes this rank's band of \p input (extents: the input decomposition's
+  /// local extents) in \p chunks consecutive chunks (0: the whole clip at once)
+  /// and returns this rank's band of the output. Collective.
+  Activation<> run(const Activation<>& input, int chunks, const std::function<void(const LayerEvent&)>& on_layer = {});
+
+  /// Halo traffic of all exchanges so far (sum over this rank's plans).
+  HaloStats halo_stats() const;
+  const StageConfig& config() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Frames per chunk when \p frames are split into \p chunks like numpy.array_split.
+std::vector<int> chunk_sizes(int frames, int chunks);
+
+/// Fills this rank's band of an (N, C, T, H, W) input with seeded values in
+/// [-1, 1) that depend only on the global index (so any decomposition agrees).
+void fill_random_input(const Activation<>& band, const Decomposition& dec, std::uint64_t seed);
+
+}  // namespace khalo::nn

@@ -1,0 +1,57 @@
+#pragma once
+/// \file
+/// Activations of the decoder: rank-5 float tensors (N, C, T, H, W) in a chosen
+/// memory format, and the pointer-plus-strides view of them that kernels use
+/// (indexing a View with operator() in a hot loop is many times slower).
+
+#include <khalo/layout.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace khalo::nn {
+
+template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
+using Activation = Kokkos::View<float*****, Kokkos::LayoutStride, MemSpace>;
+
+/// Allocates an activation of extents (N, C, T, H, W) in \p format.
+template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
+Activation<MemSpace> make_activation(const std::string& label, const std::vector<std::int64_t>& extents,
+                                     MemoryFormat format) {
+  return allocate<float*****, MemSpace>(label, extents, format);
+}
+
+/// Pointer and element strides of a rank-5 tensor, indexed (n, c, t, h, w).
+struct Strided5 {
+  float* data = nullptr;
+  Kokkos::Array<std::int64_t, 5> stride{};
+
+  KOKKOS_INLINE_FUNCTION std::int64_t offset(std::int64_t n, std::int64_t c, std::int64_t t, std::int64_t h,
+                                             std::int64_t w) const {
+    return n * stride[0] + c * stride[1] + t * stride[2] + h * stride[3] + w * stride[4];
+  }
+  KOKKOS_INLINE_FUNCTION float& operator()(std::int64_t n, std::int64_t c, std::int64_t t, std::int64_t h,
+                                           std::int64_t w) const {
+    return data[offset(n, c, t, h, w)];
+  }
+  /// The same tensor starting at element (n, c, t, h, w).
+  Strided5 shifted(std::int64_t n, std::int64_t c, std::int64_t t, std::int64_t h, std::int64_t w) const {
+    Strided5 s = *this;
+    s.data += offset(n, c, t, h, w);
+    return s;
+  }
+};
+
+template <class View>
+Strided5 strided(const View& v) {
+  static_assert(static_cast<int>(View::rank) == 5, "khalo::nn::strided: rank-5 tensors only");
+  Strided5 s;
+  s.data = v.data();
+  for (int d = 0; d < 5; ++d) s.stride[d] = static_cast<std::int64_t>(v.stride(d));
+  return s;
+}
+
+}  // namespace khalo::nn
