@@ -111,6 +111,13 @@ cmake --build "$build_dir" -j "$jobs"
 
 # ---------------------------------------------------------------------------------------------
 step "test $build_dir/ (ctest)"
+# OpenMPI looks up this machine's name at every multi-rank launch; when it is unknown (a bare
+# chroot or container without /etc/hosts) each mpirun waits several seconds for DNS.
+host=$(uname -n)
+if command -v getent >/dev/null 2>&1 && ! getent hosts "$host" >/dev/null 2>&1; then
+  khalo_note "warning: host name '$host' does not resolve (missing from /etc/hosts?);" \
+    "every multi-rank mpirun will wait ~5 s on DNS"
+fi
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300
 
 # ---------------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ struct DecoderStage::Impl {
     Activation<> shortcut_out;  // (N, cout, T_max, H, W) when cin != cout
     Activation<> out;           // (N, cout, T_max, H + 2, W): ghost rows for an upsampler after it
   };
-  std::vector<Block> blocks;
+  std::vector<std::unique_ptr<Block>> blocks;  // pointers: a Block holds move-only halo plans
   std::optional<Weights> time_conv, resample;
   ConvInput xt;                                         // time_conv input (no ghost rows)
   std::map<int, std::unique_ptr<Halo<Exec>>> up_halos;  // upsampler conv input (frames -> plan)
@@ -303,7 +303,8 @@ DecoderStage::DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFor
   m.first_row = m.dec.owned(3).begin;
   const auto t_max = m.T;  // chunks are at most the whole clip
   for (int i = 0; i <= m.cfg.num_res_blocks; ++i) {
-    Impl::Block b;
+    auto owned = std::make_unique<Impl::Block>();
+    Impl::Block& b = *owned;
     const std::string p = "resnets." + std::to_string(i);
     b.cin = i == 0 ? m.cfg.in_dim : m.cfg.out_dim;
     b.cout = m.cfg.out_dim;
@@ -318,7 +319,7 @@ DecoderStage::DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFor
     if (b.shortcut) b.shortcut_out = m.act(p + ".shortcut.out", b.cout, t_max, m.rows, m.W);
     b.out = m.act(p + ".out", b.cout, t_max, m.rows + 2, m.W);
     Kokkos::deep_copy(b.out, 0.0f);
-    m.blocks.push_back(std::move(b));
+    m.blocks.push_back(std::move(owned));
   }
   if (m.cfg.upsample != Upsample::none) {
     m.resample = conv_weights(weights, "upsamplers.0.resample.1");
@@ -364,8 +365,8 @@ HaloStats DecoderStage::halo_stats() const {
     for (const auto& [frames, plan] : plans) add(plan->stats());
   };
   for (const auto& b : impl_->blocks) {
-    add_plans(b.x1.halos);
-    add_plans(b.x2.halos);
+    add_plans(b->x1.halos);
+    add_plans(b->x2.halos);
   }
   add_plans(impl_->up_halos);
   return total;
@@ -390,7 +391,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
   Activation<> output = m.act("stage.out", out_shape[1], out_shape[2], m.rows * s, m.W * s);
   const Strided5 out_all = strided(output);
   // Fresh state: every cache starts empty (zeros in front).
-  for (auto& b : m.blocks) b.x1.cached = b.x2.cached = false;
+  for (auto& b : m.blocks) b->x1.cached = b->x2.cached = false;
   m.xt.cached = false;
 
   int in_frame = 0;
@@ -407,7 +408,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
     };
     Strided5 x = strided(input).shifted(0, 0, in_frame, 0, 0);
     for (std::size_t i = 0; i < m.blocks.size(); ++i) {
-      auto& b = m.blocks[i];
+      auto& b = *m.blocks[i];
       const std::string p = "resnets." + std::to_string(i);
       const bool last = i + 1 == m.blocks.size();
       const double outputs = static_cast<double>(m.N * T * m.rows * m.W * b.cout);
@@ -439,7 +440,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
     }
     if (m.cfg.upsample != Upsample::none) {
       const int C = m.cfg.out_dim;
-      auto& last = m.blocks.back();
+      auto& last = *m.blocks.back();
       Activation<> conv_in = last.out;  // frames [0, T), ghost rows around
       int frames = T;
       if (m.cfg.upsample == Upsample::upsample3d && !first_chunk) {

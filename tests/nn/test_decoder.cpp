@@ -33,7 +33,8 @@ std::vector<Golden> golden_configs() {
   std::ifstream in(golden + "/manifest.json");
   const auto m = nlohmann::json::parse(in);
   std::vector<Golden> out;
-  for (const auto& c : m.at("configs")) out.push_back({c.at("name"), c.at("chunks").is_null() ? 0 : c.at("chunks").get<int>()});
+  for (const auto& c : m.at("configs"))
+    out.push_back({c.at("name"), c.at("chunks").is_null() ? 0 : c.at("chunks").get<int>()});
   return out;
 }
 
@@ -126,17 +127,19 @@ TEST(DecoderTraffic, OnlyHaloRows) {
   const auto weights = StageWeights::random(c, 7);
   const std::int64_t N = 1, T = 5, H = 3 * world_size() + 1, W = 6;
   DecoderStage stage(MPI_COMM_WORLD, weights, MemoryFormat::channels_last_3d, {N, c.in_dim, T, H, W});
-  auto band = khalo::nn::make_activation("in", stage.input_decomposition().local_extents(), MemoryFormat::channels_last_3d);
+  auto band =
+      khalo::nn::make_activation("in", stage.input_decomposition().local_extents(), MemoryFormat::channels_last_3d);
   khalo::nn::fill_random_input(band, stage.input_decomposition(), 3);
   const int chunks = 2;  // frames 3 + 2
   (void)stage.run(band, chunks);
   const auto& dec = stage.input_decomposition();
-  const int neighbours = (dec.neighbor(3, khalo::Side::low) != MPI_PROC_NULL) + (dec.neighbor(3, khalo::Side::high) != MPI_PROC_NULL);
+  const int neighbours =
+      (dec.neighbor(3, khalo::Side::low) != MPI_PROC_NULL) + (dec.neighbor(3, khalo::Side::high) != MPI_PROC_NULL);
   std::int64_t want = 0;
   for (int frames : khalo::nn::chunk_sizes(T, chunks)) {
     const std::int64_t row = N * W * frames * 4;  // one row of one channel over the chunk's frames, in bytes
-    want += row * (c.in_dim + c.out_dim);          // block 0: conv1 on in_dim, conv2 on out_dim
-    want += row * (c.out_dim + c.out_dim);         // block 1
+    want += row * (c.in_dim + c.out_dim);         // block 0: conv1 on in_dim, conv2 on out_dim
+    want += row * (c.out_dim + c.out_dim);        // block 1
   }
   // Upsampler conv input: the first chunk's frames as they are, the second's doubled by time_conv.
   const auto sizes = khalo::nn::chunk_sizes(T, chunks);
@@ -164,13 +167,15 @@ TEST(DecoderErrors, SameMessageOnEveryRank) {
   EXPECT_NE(error_of([&] { stage.run(band, 3); }).find("3 chunks for 2 frame(s)"), std::string::npos);
   // A band thinner than the halo: fewer rows than ranks.
   if (world_size() > 1) {
-    EXPECT_NE(error_of([&] { DecoderStage(MPI_COMM_WORLD, weights, MemoryFormat::contiguous, {1, 4, 2, world_size() - 1, 3}); })
-                  .find("would hold none"),
+    EXPECT_NE(error_of([&] {
+                DecoderStage(MPI_COMM_WORLD, weights, MemoryFormat::contiguous, {1, 4, 2, world_size() - 1, 3});
+              }).find("would hold none"),
               std::string::npos);
   }
   // Channels that do not match the weights.
-  EXPECT_NE(error_of([&] { DecoderStage(MPI_COMM_WORLD, weights, MemoryFormat::contiguous, {1, 5, 2, 4, 3}); })
-                .find("the stage takes 4"),
+  EXPECT_NE(error_of([&] {
+              DecoderStage(MPI_COMM_WORLD, weights, MemoryFormat::contiguous, {1, 5, 2, 4, 3});
+            }).find("the stage takes 4"),
             std::string::npos);
   // Weights under a prefix that holds none.
   khalo::io::WeightsFile wf(MPI_COMM_WORLD, golden + "/res_same.weights.h5", "decoder.up_blocks.7.");

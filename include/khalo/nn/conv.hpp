@@ -78,6 +78,13 @@ struct ConvLaunch {
 
 namespace detail {
 
+// Unrolling the tile's W loop keeps its accumulators in registers (GCC needs telling).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define KHALO_UNROLL _Pragma("GCC unroll 16")
+#else
+#define KHALO_UNROLL
+#endif
+
 // Output channels per tile: the largest of these that divides the launch's count.
 inline int channel_tile(int count) {
   for (int t : {48, 32, 16, 8, 4}) {
@@ -111,6 +118,7 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
         const float* wbase = weight + l.cout_begin + co0;
         const std::int64_t sc = l.in.stride[1], sw = l.in.stride[4];
         for (int w0 = 0; w0 < l.out_width; w0 += WT) {
+          const bool full_tile = w0 + WT <= l.out_width;
           float acc[WT][COT];
           for (int i = 0; i < WT; ++i)
             for (int o = 0; o < COT; ++o) acc[i][o] = bias[l.cout_begin + co0 + o];
@@ -129,16 +137,30 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
                   valid[i] = c >= 0 && c < l.in_width && w0 + i < l.out_width;
                   col[i] = valid[i] ? c : 0;
                 }
-                for (int ci = 0; ci < cin; ++ci) {
-                  const float* x = xrow + ci * sc;
-                  const float* wv = wk + static_cast<std::int64_t>(ci) * cout_total;
-                  float xv[WT];
-                  for (int i = 0; i < WT; ++i) xv[i] = valid[i] ? x[col[i] * sw] : 0.0f;
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
-#pragma GCC unroll 8
-#endif
-                  for (int i = 0; i < WT; ++i)
-                    for (int o = 0; o < COT; ++o) acc[i][o] += xv[i] * wv[o];
+                // No padding under this tap of this tile: plain loads the compiler can schedule freely.
+                const bool interior =
+                    !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
+                if (interior) {
+                  const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
+                  for (int ci = 0; ci < cin; ++ci) {
+                    const float* x = x0 + ci * sc;
+                    const float* wv = wk + static_cast<std::int64_t>(ci) * cout_total;
+                    KHALO_UNROLL
+                    for (int i = 0; i < WT; ++i) {
+                      const float xv = x[i * sw];
+                      for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                    }
+                  }
+                } else {
+                  for (int ci = 0; ci < cin; ++ci) {
+                    const float* x = xrow + ci * sc;
+                    const float* wv = wk + static_cast<std::int64_t>(ci) * cout_total;
+                    KHALO_UNROLL
+                    for (int i = 0; i < WT; ++i) {
+                      const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
+                      for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                    }
+                  }
                 }
               }
             }

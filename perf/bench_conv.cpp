@@ -1,0 +1,99 @@
+// Throughput of the decoder's causal 3x3x3 convolution, per memory format, on
+// one rank: GFLOP/s (2 * MACs / time), median of repetitions after warm-up.
+//   bench_conv [--quick] [--json FILE]
+#include <khalo/nn/conv.hpp>
+#include <khalo/runtime.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Exec = Kokkos::DefaultExecutionSpace;
+
+struct Result {
+  std::string layout;
+  int c, t, h, w;
+  double median_s, gflops;
+};
+
+Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> w(static_cast<std::size_t>(C) * C * 27), b(static_cast<std::size_t>(C));
+  for (auto& x : w) x = normal(rng);
+  for (auto& x : b) x = normal(rng);
+  const auto weights = khalo::nn::ConvWeights<Exec::memory_space>::from_torch(w, b, C, C, 3, 3, 3);
+  auto in = khalo::nn::make_activation("in", {1, C, T + 2, H + 2, W}, format);
+  auto out = khalo::nn::make_activation("out", {1, C, T, H, W}, format);
+  Kokkos::deep_copy(in, 0.5f);
+  khalo::nn::ConvLaunch l;
+  l.in = khalo::nn::strided(in);
+  l.out = khalo::nn::strided(out);
+  l.frames = T;
+  l.row_end = H;
+  l.out_width = l.in_width = W;
+  l.cout_count = C;
+  const Exec exec;
+  std::vector<double> times;
+  for (int r = 0; r < reps + 1; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    khalo::nn::conv(exec, l, weights);
+    exec.fence();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) times.push_back(dt);  // the first is warm-up
+  }
+  std::sort(times.begin(), times.end());
+  const double med = times[times.size() / 2];
+  const double flops = 2.0 * C * C * 27.0 * T * H * W;
+  return {khalo::to_string(format), C, T, H, W, med, flops / med * 1e-9};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  khalo::Runtime runtime(argc, argv);
+  bool quick = false;
+  std::string json;
+  int only = 0;  // --channels C: only the shapes with C channels
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--channels") == 0 && i + 1 < argc) only = std::atoi(argv[++i]);
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
+  }
+  std::vector<std::array<int, 4>> shapes =
+      quick ? std::vector<std::array<int, 4>>{{16, 2, 8, 16}}
+            : std::vector<std::array<int, 4>>{{96, 4, 32, 32},  {96, 4, 64, 64},  {192, 4, 32, 32},
+                                              {192, 4, 64, 64}, {384, 4, 32, 32}, {384, 4, 64, 64}};
+  std::vector<Result> results;
+  std::printf("%-18s %5s %3s %4s %4s %12s %10s\n", "layout", "C", "T", "H", "W", "median ms", "GFLOP/s");
+  for (auto f : {khalo::MemoryFormat::channels_last_3d, khalo::MemoryFormat::contiguous}) {
+    for (auto s : shapes) {
+      if (only > 0 && s[0] != only) continue;
+      const auto r = run(f, s[0], s[1], s[2], s[3], quick ? 2 : 5);
+      std::printf("%-18s %5d %3d %4d %4d %12.3f %10.2f\n", r.layout.c_str(), r.c, r.t, r.h, r.w, r.median_s * 1e3,
+                  r.gflops);
+      results.push_back(r);
+    }
+  }
+  if (!json.empty()) {
+    std::ofstream o(json);
+    o << "[\n";
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      o << "  {\"bench\": \"conv3d_3x3x3\", \"layout\": \"" << r.layout << "\", \"C\": " << r.c << ", \"T\": " << r.t
+        << ", \"H\": " << r.h << ", \"W\": " << r.w << ", \"median_s\": " << r.median_s << ", \"gflops\": " << r.gflops
+        << ", \"backend\": \"" << Exec::name() << "\", \"threads\": " << Exec().concurrency() << "}"
+        << (i + 1 < results.size() ? ",\n" : "\n");
+    }
+    o << "]\n";
+  }
+  return 0;
+}
