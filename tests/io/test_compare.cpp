@@ -2,6 +2,7 @@
 // tolerances, a single flipped bit in 10^7 elements, the first divergent layer.
 #include <khalo/decomposition.hpp>
 #include <khalo/io/compare.hpp>
+#include <temp_dir.hpp>
 #include <test_views.hpp>
 
 #include <gtest/gtest.h>
@@ -21,24 +22,9 @@ using khalo::io::SnapshotWriter;
 using khalo::test::world_rank;
 using khalo::test::world_size;
 
-std::string shared_temp_dir() {
-  char name[256] = {};
-  if (world_rank() == 0) {
-    std::string templ = (fs::temp_directory_path() / "khalo-cmp-XXXXXX").string();
-    std::snprintf(name, sizeof(name), "%s", mkdtemp(templ.data()));
-  }
-  MPI_Bcast(name, sizeof(name), MPI_CHAR, 0, MPI_COMM_WORLD);
-  return name;
-}
-
 class Compare : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = shared_temp_dir(); }
-  void TearDown() override {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) fs::remove_all(dir_);
-  }
-  std::string file(const std::string& n) const { return dir_ + "/" + n; }
+  std::string file(const std::string& n) const { return dir_.file(n); }
 
   // Writes 1-D datasets (global values, every rank its balanced part).
   template <class T>
@@ -52,7 +38,7 @@ class Compare : public ::testing::Test {
     }
     w.commit();
   }
-  std::string dir_;
+  khalo::test::SharedTempDir dir_;
 };
 
 TEST(Ulp, AcrossZeroAndInfinity) {

@@ -3,6 +3,7 @@
 // every rank with the same io::Error, never a crash or a damaged file.
 #include <khalo/decomposition.hpp>
 #include <khalo/io/snapshot.hpp>
+#include <temp_dir.hpp>
 #include <test_views.hpp>
 
 #include <gtest/gtest.h>
@@ -25,27 +26,7 @@ using khalo::test::ptr_t;
 using khalo::test::world_rank;
 using khalo::test::world_size;
 
-// A directory shared by the ranks of this test run, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    char name[256] = {};
-    if (world_rank() == 0) {
-      std::string templ = (fs::temp_directory_path() / "khalo-io-XXXXXX").string();
-      std::snprintf(name, sizeof(name), "%s", mkdtemp(templ.data()));
-    }
-    MPI_Bcast(name, sizeof(name), MPI_CHAR, 0, MPI_COMM_WORLD);
-    path_ = name;
-  }
-  ~TempDir() {
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) fs::remove_all(path_);
-  }
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
+using TempDir = khalo::test::SharedTempDir;
 
 // A communicator of the first n ranks (MPI_COMM_NULL elsewhere).
 MPI_Comm first_ranks(int n) {

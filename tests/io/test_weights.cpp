@@ -1,6 +1,7 @@
 // Weights files: keys, exact shapes, a prefix selecting one stage of a whole
 // checkpoint, and messages that name the missing or mismatched key.
 #include <khalo/io/weights.hpp>
+#include <temp_dir.hpp>
 #include <test_views.hpp>
 
 #include <gtest/gtest.h>
@@ -50,13 +51,8 @@ TEST(Weights, MessagesNameTheKey) {
 }
 
 TEST(Weights, PrefixSelectsAStage) {
-  char name[256] = {};
-  if (world_rank() == 0) {
-    std::string templ = (std::filesystem::temp_directory_path() / "khalo-w-XXXXXX").string();
-    std::snprintf(name, sizeof(name), "%s", mkdtemp(templ.data()));
-  }
-  MPI_Bcast(name, sizeof(name), MPI_CHAR, 0, MPI_COMM_WORLD);
-  const std::string path = std::string(name) + "/ckpt.h5";
+  khalo::test::SharedTempDir dir;
+  const std::string path = dir.file("ckpt.h5");
   {
     khalo::io::SnapshotWriter out(MPI_COMM_WORLD, path);
     const std::vector<float> a{1, 2, 3}, b{4, 5};
@@ -72,8 +68,6 @@ TEST(Weights, PrefixSelectsAStage) {
   EXPECT_EQ(w.load("resnets.0.conv1.bias", {2}), (std::vector<float>{4, 5}));
   const std::string e = error_of([&] { w.shape("resnets.0.conv2.bias"); });
   EXPECT_NE(e.find("dataset '/decoder.up_blocks.1.resnets.0.conv2.bias'"), std::string::npos) << e;
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (world_rank() == 0) std::filesystem::remove_all(name);
 }
 
 }  // namespace

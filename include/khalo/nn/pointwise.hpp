@@ -40,44 +40,55 @@ void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gam
       });
 }
 
+namespace detail {
+
+// Calls f(n, c, t, h, w) for t in [0, count) over N x C x H x W, one work item each.
+template <class Exec, class F>
+void for_each_frame_element(const Exec& exec, const char* label, int N, int C, int count, int H, int W, F f) {
+  const std::int64_t items = static_cast<std::int64_t>(N) * C * count * H * W;
+  Kokkos::parallel_for(
+      label, Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
+        std::int64_t r = i;
+        const int w = static_cast<int>(r % W);
+        r /= W;
+        const int h = static_cast<int>(r % H);
+        r /= H;
+        const int t = static_cast<int>(r % count);
+        r /= count;
+        const int c = static_cast<int>(r % C);
+        f(static_cast<int>(r / C), c, t, h, w);
+      });
+}
+
+struct CopyFrame {
+  Strided5 src, dst;
+  int from, to;
+  KOKKOS_INLINE_FUNCTION void operator()(int n, int c, int t, int h, int w) const {
+    dst(n, c, to + t, h, w) = src(n, c, from + t, h, w);
+  }
+};
+
+struct ZeroFrame {
+  Strided5 dst;
+  int from;
+  KOKKOS_INLINE_FUNCTION void operator()(int n, int c, int t, int h, int w) const { dst(n, c, from + t, h, w) = 0.0f; }
+};
+
+}  // namespace detail
+
 /// Copies frames [from, from + count) of \p src onto frames [to, to + count) of
 /// \p dst, over N x C x H x W (the causal cache).
 template <class Exec>
 void copy_frames(const Exec& exec, Strided5 src, int from, Strided5 dst, int to, int count, int N, int C, int H,
                  int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * C * count * H * W;
-  Kokkos::parallel_for(
-      "khalo::nn::copy_frames", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % count);
-        r /= count;
-        const int c = static_cast<int>(r % C);
-        const int n = static_cast<int>(r / C);
-        dst(n, c, to + t, h, w) = src(n, c, from + t, h, w);
-      });
+  detail::for_each_frame_element(exec, "khalo::nn::copy_frames", N, C, count, H, W,
+                                 detail::CopyFrame{src, dst, from, to});
 }
 
 /// Sets frames [from, from + count) of \p dst to zero over N x C x H x W.
 template <class Exec>
 void zero_frames(const Exec& exec, Strided5 dst, int from, int count, int N, int C, int H, int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * C * count * H * W;
-  Kokkos::parallel_for(
-      "khalo::nn::zero_frames", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % count);
-        r /= count;
-        const int c = static_cast<int>(r % C);
-        const int n = static_cast<int>(r / C);
-        dst(n, c, from + t, h, w) = 0.0f;
-      });
+  detail::for_each_frame_element(exec, "khalo::nn::zero_frames", N, C, count, H, W, detail::ZeroFrame{dst, from});
 }
 
 }  // namespace khalo::nn
