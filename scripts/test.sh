@@ -5,16 +5,16 @@
 #
 # Steps (each announced with "==> ..."; the first failure stops the run):
 #   1. install missing Debian packages        (scripts/deps.sh; root or sudo)
-#   2. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/)
-#   3. run the tests                          (ctest)
-#   4. install into a temporary prefix, then build and run examples/downstream against it
-#   5. build and test with ASan + UBSan       ($KHALO_ASAN_BUILD_DIR, default build-asan/)
-#   6. check formatting                       (clang-format-14 with the repo's .clang-format)
+#   2. check formatting                       (clang-format-14 with the repo's .clang-format)
+#   3. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/)
+#   4. run the tests                          (ctest)
+#   5. install into a temporary prefix, then build and run examples/downstream against it
+#   6. build and test with ASan + UBSan       ($KHALO_ASAN_BUILD_DIR, default build-asan/)
 #
 # Environment:
 #   KHALO_BUILD_DIR=DIR         Release build directory (default: build)
 #   KHALO_ASAN_BUILD_DIR=DIR    sanitizer build directory (default: build-asan)
-#   KHALO_SKIP_SANITIZERS=1     skip step 5 (quick local runs; CI runs it)
+#   KHALO_SKIP_SANITIZERS=1     skip step 6 (quick local runs; CI runs it)
 #   KHALO_SKIP_DEPS=1           skip step 1 (dependencies installed some other way)
 #   KHALO_JOBS=N                build parallelism (default: nproc)
 # Relative directories are taken from the repository root.
@@ -98,6 +98,33 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# First: it takes a second, so a formatting slip fails the run before the long builds.
+step "check formatting (clang-format-14)"
+[[ -f .clang-format ]] || khalo_die "missing .clang-format in the repository root"
+source_dirs=()
+for d in include src tests perf examples; do
+  if [[ -d "$d" ]]; then
+    source_dirs+=("$d")
+  fi
+done
+sources=()
+if ((${#source_dirs[@]} > 0)); then
+  # find, not git ls-files: minimal machines may have no git. Build trees are skipped.
+  file_list=$(
+    find "${source_dirs[@]}" \( -type d \( -name build -o -name 'build-*' \) -prune \) -o \
+      -type f \( -name '*.hpp' -o -name '*.cpp' -o -name '*.h' -o -name '*.cc' \) -print |
+      LC_ALL=C sort
+  )
+  if [[ -n "$file_list" ]]; then
+    mapfile -t sources <<<"$file_list"
+  fi
+fi
+khalo_note "${#sources[@]} files"
+if ((${#sources[@]} > 0)); then
+  clang-format-14 --style=file --dry-run --Werror "${sources[@]}"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "configure Release build in $build_dir/"
 cmake -S . -B "$build_dir" \
   -DCMAKE_BUILD_TYPE=Release \
@@ -161,32 +188,6 @@ else
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$asan_dir" --output-on-failure --timeout 300
-fi
-
-# ---------------------------------------------------------------------------------------------
-step "check formatting (clang-format-14)"
-[[ -f .clang-format ]] || khalo_die "missing .clang-format in the repository root"
-source_dirs=()
-for d in include src tests perf examples; do
-  if [[ -d "$d" ]]; then
-    source_dirs+=("$d")
-  fi
-done
-sources=()
-if ((${#source_dirs[@]} > 0)); then
-  # find, not git ls-files: minimal machines may have no git. Build trees are skipped.
-  file_list=$(
-    find "${source_dirs[@]}" \( -type d \( -name build -o -name 'build-*' \) -prune \) -o \
-      -type f \( -name '*.hpp' -o -name '*.cpp' -o -name '*.h' -o -name '*.cc' \) -print |
-      LC_ALL=C sort
-  )
-  if [[ -n "$file_list" ]]; then
-    mapfile -t sources <<<"$file_list"
-  fi
-fi
-khalo_note "${#sources[@]} files"
-if ((${#sources[@]} > 0)); then
-  clang-format-14 --style=file --dry-run --Werror "${sources[@]}"
 fi
 
 # ---------------------------------------------------------------------------------------------
