@@ -9,7 +9,7 @@
 #   3. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/)
 #   4. run the tests                          (ctest)
 #   5. install into a temporary prefix, then build and run examples/downstream against it
-#   6. build and test with ASan + UBSan       ($KHALO_ASAN_BUILD_DIR, default build-asan/)
+#   6. build and test with ASan + UBSan at -O2 ($KHALO_ASAN_BUILD_DIR, default build-asan/)
 #
 # Environment:
 #   KHALO_BUILD_DIR=DIR         Release build directory (default: build)
@@ -172,9 +172,10 @@ if [[ "${KHALO_SKIP_SANITIZERS:-0}" == 1 ]]; then
   end_step
   khalo_step "sanitizers: skipped (KHALO_SKIP_SANITIZERS=1)"
 else
+  # -O2: the sanitizers still see every access, and the suite runs many times faster than at -O0.
   step "configure ASan + UBSan build in $asan_dir/"
   cmake -S . -B "$asan_dir" \
-    -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKHALO_ENABLE_SANITIZERS=ON \
     -DKHALO_ENABLE_TESTS=ON \
     -DKHALO_ENABLE_PERF=OFF \
