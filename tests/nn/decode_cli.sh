@@ -52,6 +52,16 @@ if command -v h5dump >/dev/null; then
   check 0 '"NCDHW"' -- h5dump -A "$dir/contiguous.2.h5"
   check 0 '"channels_last_3d"' -- h5dump -A "$dir/channels_last_3d.2.h5"
 fi
+# h5py (what users open snapshots with) reads the global array in logical order.
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+  check 0 "logical order ok" -- /usr/bin/python3 -c "
+import h5py, numpy as np
+a = h5py.File('$dir/channels_last_3d.2.h5', 'r')['data']
+b = h5py.File('$golden/$cfg.expected.h5', 'r')['data'][()]
+assert a.shape == b.shape and a.attrs['ranks'] == 2 and a.attrs['khalo_format_version'] == 1, dict(a.attrs)
+assert np.allclose(a[()], b, rtol=1e-4, atol=1e-5)
+print('logical order ok')"
+fi
 # The two layouts agree within float32 rounding, layer by layer.
 check 0 "/chunk2/upsamplers.0.resample.1" -- "$compare" "$dir/contiguous.1.layers.h5" "$dir/channels_last_3d.1.layers.h5" --rtol 1e-4 --atol 1e-5
 # Another input: the report names the first layer that diverges.
