@@ -36,7 +36,7 @@ compare=$build/src/apps/khalo-compare
 # OpenMPI: as root it wants to be told that is fine; more ranks than cores needs --oversubscribe.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$out"
-job=(--random-input 1,32,5,40,64 --random-weights --seed 2026 --out-dim 32 --num-res-blocks 1
+job=(--random-input "1,32,5,40,64" --random-weights --seed 2026 --out-dim 32 --num-res-blocks 1
   --upsample upsample3d --chunks 2 --layout channels_last_3d)
 khalo_step "decoding on $ranks ranks: a (1, 32, 5, 40, 64) latent, 2 residual blocks + upsample3d, 2 causal chunks"
 mpirun -np "$ranks" "$decode" "${job[@]}" --output "$out/decoded.${ranks}ranks.h5" </dev/null
