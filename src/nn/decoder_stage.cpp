@@ -187,7 +187,6 @@ struct DecoderStage::Impl {
   ConvInput xt;                                         // time_conv input (no ghost rows)
   std::map<int, std::unique_ptr<Halo<Exec>>> up_halos;  // upsampler conv input (frames -> plan)
   Activation<> up_in;  // (N, C, 2*T_max, H + 2, W): the upsampler's conv2d input after time_conv
-  HaloStats retired;
 
   Impl(const Decomposition& d) : dec(d) {}
 

@@ -133,7 +133,6 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
                                 bool zero_copy) {
   const auto& split = dec.split_dims();
   std::vector<Phase> phases(split.size());
-  const int me = dec.grid().rank();
   for (std::size_t p = 0; p < split.size(); ++p) {
     const int d = split[p];
     const DimHalo h = spec.of(d);
@@ -185,7 +184,6 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
     if (high_peer != MPI_PROC_NULL && h.low > 0) ph.sends.push_back(message(high_peer, tag_high, h.high, h.low, true));
     if (low_peer != MPI_PROC_NULL && h.low > 0) ph.recvs.push_back(message(low_peer, tag_high, 0, h.low, false));
     if (high_peer != MPI_PROC_NULL && h.high > 0) ph.recvs.push_back(message(high_peer, tag_low, 0, h.high, true));
-    (void)me;
     // Sides without a neighbour.
     for (int side = 0; side < 2; ++side) {
       const bool low = side == 0;
