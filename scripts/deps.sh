@@ -6,6 +6,8 @@
 #   Extra arguments are installed too (e.g. scripts/deps.sh slurmctld slurmd slurm-client munge).
 #   Other scripts can instead source scripts/lib.sh and call khalo_install_packages PKG...
 # Runs apt-get directly as root, through sudo otherwise.
+# Slurm (slurmctld slurmd slurm-client munge) is not in the list: scripts/slurm.sh installs it
+# when missing, and skips its checks instead of failing where it cannot be installed.
 set -euo pipefail
 
 # The one list of khalo's Debian packages.
@@ -25,7 +27,7 @@ KHALO_PACKAGES=(
 
 case "${1:-}" in
   -h | --help)
-    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     printf '\nPackages: %s\n' "${KHALO_PACKAGES[*]}"
     exit 0
     ;;

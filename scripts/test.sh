@@ -8,20 +8,24 @@
 #   2. check formatting                       (clang-format-14 with the repo's .clang-format)
 #   3. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/)
 #   4. run the tests                          (ctest)
-#   5. install into a temporary prefix, then build and run examples/downstream against it
-#   6. build and test with ASan + UBSan at -O2 ($KHALO_ASAN_BUILD_DIR, default build-asan/)
+#   5. run the MPI core through srun on a one-node Slurm cluster started on this machine
+#      (scripts/slurm.sh; installs Slurm when missing, skipped where it cannot be installed)
+#   6. install into a temporary prefix, then build and run examples/downstream against it
+#   7. build and test with ASan + UBSan at -O2 ($KHALO_ASAN_BUILD_DIR, default build-asan/)
 #
 # Environment:
 #   KHALO_BUILD_DIR=DIR         Release build directory (default: build)
 #   KHALO_ASAN_BUILD_DIR=DIR    sanitizer build directory (default: build-asan)
-#   KHALO_SKIP_SANITIZERS=1     skip step 6 (quick local runs; CI runs it)
-#   KHALO_SKIP_DEPS=1           skip step 1 (dependencies installed some other way)
+#   KHALO_SKIP_SANITIZERS=1     skip step 7 (quick local runs; CI runs it)
+#   KHALO_SKIP_SLURM=1          skip step 5
+#   KHALO_SKIP_DEPS=1           skip step 1 (dependencies installed some other way; step 5 then
+#                               runs only if Slurm is already installed)
 #   KHALO_JOBS=N                build parallelism (default: nproc)
 # Relative directories are taken from the repository root.
 set -euo pipefail
 
 usage() {
-  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 for arg in "$@"; do
@@ -146,6 +150,12 @@ if command -v getent >/dev/null 2>&1 && ! getent hosts "$host" >/dev/null 2>&1; 
     "every multi-rank mpirun will wait ~5 s on DNS"
 fi
 ctest --test-dir "$build_dir" --output-on-failure --timeout 300
+
+# ---------------------------------------------------------------------------------------------
+# Users launch with srun, which starts ranks without mpirun (PMIx, no OMPI_* variables). The
+# script says "SKIPPED" and succeeds where Slurm cannot be installed (no apt, no root or sudo).
+step "srun on a one-node Slurm cluster (scripts/slurm.sh)"
+scripts/slurm.sh run "$build_dir"
 
 # ---------------------------------------------------------------------------------------------
 step "install into a temporary prefix"
