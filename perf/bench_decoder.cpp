@@ -1,0 +1,222 @@
+// The distributed decoder stage (a Wan 2.1 VAE up-block) on this run's ranks:
+// per layer and in total, GFLOP/s per memory format, for a fixed global shape
+// (strong scaling: run it on 1, 2, 4 ranks and compare) and for a fixed band
+// per rank (weak scaling), and the share of the stage spent in halo exchange.
+// Layer times come from the stage itself (the slowest rank's); the stage time
+// is the slowest rank's, median over repetitions after a warm-up; halo time is
+// what the ranks spend inside Halo::start and HaloExchange::wait (timed through
+// the Kokkos Tools region callbacks), i.e. the exchange time that the interior
+// rows did not hide.
+//   mpirun -np P bench_decoder [--quick] [--channels C] [--frames T] [--height H] [--width W]
+//                              [--rows-per-rank R] [--num-res-blocks B] [--upsample none|upsample2d]
+//                              [--reps N] [--json FILE]
+#include <khalo/nn/decoder_stage.hpp>
+#include <khalo/nn/tensor.hpp>
+#include <khalo/runtime.hpp>
+
+#include "bench_common.hpp"
+
+#include <mpi.h>
+#include <CLI/CLI.hpp>
+#include <Kokkos_Core.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Json = nlohmann::json;
+
+struct Config {
+  int channels = 96;
+  int frames = 4;
+  int height = 64;
+  int width = 64;
+  int rows_per_rank = 32;
+  int num_res_blocks = 2;
+  std::string upsample = "none";
+  int reps = 3;
+};
+
+std::string shape_text(const std::vector<std::int64_t>& e) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < e.size(); ++i) s += (i ? "," : "") + std::to_string(e[i]);
+  return s + ")";
+}
+
+std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::string& scaling, MPI_Comm comm) {
+  int me = 0, nranks = 1;
+  MPI_Comm_rank(comm, &me);
+  MPI_Comm_size(comm, &nranks);
+  const std::int64_t H = scaling == "strong" ? cfg.height : static_cast<std::int64_t>(cfg.rows_per_rank) * nranks;
+  const std::vector<std::int64_t> shape{1, cfg.channels, cfg.frames, H, cfg.width};
+  khalo::nn::StageConfig sc;
+  sc.in_dim = sc.out_dim = cfg.channels;
+  sc.num_res_blocks = cfg.num_res_blocks;
+  sc.upsample = khalo::nn::upsample_from_string(cfg.upsample);
+  const auto weights = khalo::nn::StageWeights::random(sc, 7);
+  khalo::nn::DecoderStage stage(comm, weights, format, shape);
+  const auto& dec = stage.input_decomposition();
+  auto input = khalo::nn::make_activation("input", dec.local_extents(), format);
+  khalo::nn::fill_random_input(input, dec, 11);
+
+  std::vector<std::string> order;                    // layer names, in stage order
+  std::map<std::string, std::vector<double>> layer;  // seconds per run (slowest rank, from the stage)
+  std::map<std::string, double> flops;               // all ranks together
+  std::vector<double> total, halo, halo_kernels;
+  using KT = khalo_perf::KernelTimer;
+  for (int r = 0; r < cfg.reps + 1; ++r) {  // the first run is warm-up
+    KT::reset();
+    KT::start();
+    MPI_Barrier(comm);
+    const double t0 = MPI_Wtime();
+    stage.run(input, 0, [&](const khalo::nn::LayerEvent& e) {
+      if (r == 0) {
+        order.push_back(e.name);
+        flops[e.name] = e.flops;
+      } else {
+        layer[e.name].push_back(e.seconds);
+      }
+    });
+    const double t = MPI_Wtime() - t0;
+    KT::stop();
+    if (r == 0) continue;
+    total.push_back(t);
+    halo.push_back(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait"));
+    halo_kernels.push_back(KT::seconds("khalo::pack") + KT::seconds("khalo::unpack") + KT::seconds("khalo::zero"));
+  }
+  const auto tot = khalo_perf::spread_of(khalo_perf::max_over_ranks(total, comm));
+  const auto hal = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo, comm));
+  const auto halk = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo_kernels, comm));
+  const khalo::HaloStats hs = stage.halo_stats();
+  std::int64_t sent = hs.bytes_sent, messages = hs.messages;
+  MPI_Allreduce(MPI_IN_PLACE, &sent, 1, MPI_INT64_T, MPI_MAX, comm);
+  MPI_Allreduce(MPI_IN_PLACE, &messages, 1, MPI_INT64_T, MPI_MAX, comm);
+  const double runs = cfg.reps + 1;
+
+  std::vector<Json> records;
+  if (me != 0) return records;
+  const std::string layout = khalo::to_string(format);
+  std::printf("\n== %s, %s scaling, %d rank(s), global input %s, stage %d -> %d, %d residual blocks, upsampler %s\n",
+              layout.c_str(), scaling.c_str(), nranks, shape_text(shape).c_str(), sc.in_dim, sc.out_dim,
+              sc.num_res_blocks + 1, cfg.upsample.c_str());
+  std::printf("%-28s %11s %10s\n", "layer", "median ms", "GFLOP/s");
+  double all_flops = 0, layer_sum = 0;
+  Json base = {{"bench", "decoder_stage"},
+               {"layout", layout},
+               {"ranks", nranks},
+               {"scaling", scaling},
+               {"shape", shape},
+               {"in_dim", sc.in_dim},
+               {"out_dim", sc.out_dim},
+               {"num_res_blocks", sc.num_res_blocks},
+               {"upsample", cfg.upsample},
+               {"reps", cfg.reps},
+               {"threads_per_rank", Kokkos::DefaultExecutionSpace().concurrency()},
+               {"backend", Kokkos::DefaultExecutionSpace::name()}};
+  for (const auto& name : order) {
+    const double med = khalo_perf::spread_of(layer[name]).median;
+    all_flops += flops[name];
+    layer_sum += med;
+    std::printf("%-28s %11.2f %10.1f\n", name.c_str(), med * 1e3, flops[name] / med * 1e-9);
+    Json j = base;
+    j["layer"] = name;
+    j["median_s"] = med;
+    j["flops"] = flops[name];
+    j["gflops"] = flops[name] / med * 1e-9;
+    records.push_back(j);
+  }
+  std::printf("%-28s %11.2f %10.1f   (q1..q3 %.2f..%.2f ms; layers sum to %.2f ms)\n", "total (stage)",
+              tot.median * 1e3, all_flops / tot.median * 1e-9, tot.q1 * 1e3, tot.q3 * 1e3, layer_sum * 1e3);
+  std::printf(
+      "halo exchange: %.2f ms per stage, %.1f%% of it (inside Halo::start + wait, slowest rank; of which pack/unpack/"
+      "fill kernels %.2f ms); %.0f KiB in %.0f messages per stage on the busiest rank\n",
+      hal.median * 1e3, 100.0 * hal.median / tot.median, halk.median * 1e3, static_cast<double>(sent) / runs / 1024.0,
+      static_cast<double>(messages) / runs);
+  Json j = base;
+  j["layer"] = "total";
+  j["median_s"] = tot.median;
+  j["q1_s"] = tot.q1;
+  j["q3_s"] = tot.q3;
+  j["flops"] = all_flops;
+  j["gflops"] = all_flops / tot.median * 1e-9;
+  j["layers_sum_s"] = layer_sum;
+  j["halo_s"] = hal.median;
+  j["halo_fraction"] = hal.median / tot.median;
+  j["halo_kernels_s"] = halk.median;
+  j["halo_bytes_per_stage"] = static_cast<double>(sent) / runs;
+  j["halo_messages_per_stage"] = static_cast<double>(messages) / runs;
+  records.push_back(j);
+  std::fflush(stdout);
+  return records;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  khalo::Runtime runtime(argc, argv);
+  CLI::App app{"Decoder stage per layer and in total, strong and weak scaling, halo share (time = slowest rank)"};
+  Config cfg;
+  bool quick = false;
+  std::string json;
+  std::vector<std::string> layouts{"channels_last_3d", "contiguous"}, scalings{"strong", "weak"};
+  app.add_flag("--quick", quick, "a tiny stage, one repetition (a smoke test)");
+  app.add_option("--channels", cfg.channels, "C, in and out of the stage");
+  app.add_option("--frames", cfg.frames, "T");
+  app.add_option("--height", cfg.height, "global H of the strong-scaling shape");
+  app.add_option("--width", cfg.width, "W");
+  app.add_option("--rows-per-rank", cfg.rows_per_rank, "H per rank of the weak-scaling shape");
+  app.add_option("--num-res-blocks", cfg.num_res_blocks, "the stage has this many + 1 residual blocks");
+  app.add_option("--upsample", cfg.upsample, "none or upsample2d")->check(CLI::IsMember({"none", "upsample2d"}));
+  app.add_option("--layouts", layouts, "memory formats")->check(CLI::IsMember({"channels_last_3d", "contiguous"}));
+  app.add_option("--scaling", scalings, "strong, weak or both")->check(CLI::IsMember({"strong", "weak"}));
+  app.add_option("--reps", cfg.reps, "timed runs of the stage (after one warm-up)")->check(CLI::PositiveNumber);
+  app.add_option("--json", json, "write the records here (rank 0)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return runtime.world_rank() == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 2);
+  }
+  if (quick) {
+    cfg = Config{};
+    cfg.channels = 8;
+    cfg.frames = 2;
+    cfg.height = 8;
+    cfg.width = 8;
+    cfg.rows_per_rank = 4;
+    cfg.num_res_blocks = 0;
+    cfg.upsample = "upsample2d";
+    cfg.reps = 1;
+  }
+  const bool root = runtime.world_rank() == 0;
+  if (root) {
+    std::printf("bench_decoder: %d rank(s); %s; %s; time = slowest rank, median of %d run(s) after 1 warm-up\n",
+                runtime.world_size(), khalo_perf::cpu_model().c_str(), khalo::build_info().c_str(), cfg.reps);
+  }
+  std::vector<Json> records;
+  int status = 0;
+  try {
+    for (const auto& layout : layouts) {
+      for (const auto& scaling : scalings) {
+        auto r = run(cfg, khalo::memory_format_from_string(layout), scaling, MPI_COMM_WORLD);
+        records.insert(records.end(), r.begin(), r.end());
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decoder: %s\n", e.what());
+    status = 1;
+  }
+  if (root && status == 0 && !json.empty()) {
+    for (auto& r : records) {
+      r["cpu"] = khalo_perf::cpu_model();
+      r["build"] = khalo::build_info();
+    }
+    std::ofstream(json) << Json(records).dump(1) << "\n";
+  }
+  return status;
+}
