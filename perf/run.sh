@@ -1,27 +1,69 @@
 #!/usr/bin/env bash
-# Builds khalo in Release and measures the decoder's convolution beside
-# PyTorch's CPU conv3d on the same shapes and thread count, in one run.
-# Also times snapshot I/O on 2 ranks beside a plain sequential write of the same bytes.
-# Writes perf/results/{conv,torch_conv,io}.json and prints the tables.
-#   perf/run.sh [--quick]
+# Builds khalo in Release and runs every benchmark, in a few minutes on 2 cores:
+#   conv     the decoder's causal conv3d on 1 rank beside PyTorch's conv3d on 1 thread
+#   io       snapshot write/read on 2 ranks beside a plain sequential write of the same bytes
+#   halo     the halo exchange on 2 ranks: khalo (blocking, split phase), the naive scheme, the
+#            fixed seed, MPI derived datatypes and raw MPI, same run, same data; then 3 ranks
+#            (oversubscribed, for the counters of a rank with two neighbours, not for its times)
+#   decoder  the decoder stage on 1, 2 and 4 (oversubscribed) ranks, strong and weak scaling,
+#            beside the same stage in PyTorch on 1 and 2 threads
+# Writes perf/results/*.json, perf/results/summary.md (the tables) and PNG plots (when
+# python3-matplotlib is installed), and prints the tables. The machine is shared: compare
+# ratios from one run, and look at the load printed first.
+#   perf/run.sh [--quick]      (--quick: tiny shapes, results under the build directory)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 quick=()
 [[ "${1:-}" == --quick ]] && quick=(--quick)
 build=${KHALO_PERF_BUILD_DIR:-build-perf}
+results=perf/results
+[[ ${#quick[@]} -gt 0 ]] && results=$build/quick-results
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpirun=(mpirun --oversubscribe)
+python=/usr/bin/python3
+[[ -x $python ]] || python=python3
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKHALO_ENABLE_PERF=ON -DKHALO_ENABLE_TESTS=OFF \
   -DKHALO_ENABLE_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target bench_conv bench_io >/dev/null
-mkdir -p perf/results
-echo "== khalo conv3d 3x3x3, 1 rank, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-  "$build/perf/bench_conv" "${quick[@]}" --json perf/results/conv.json
+cmake --build "$build" -j "$(nproc)" --target bench_conv bench_io bench_halo bench_decoder >/dev/null
+mkdir -p "$results"
+echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date -u +%FT%TZ); results in $results"
+
+echo "== khalo conv3d 3x3x3, 1 rank"
+"$build/perf/bench_conv" "${quick[@]}" --json "$results/conv.json"
 echo "== snapshot write/read on 2 ranks vs a plain sequential write"
-OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "$build/perf/bench_io" \
-  --mib "$([[ ${#quick[@]} -gt 0 ]] && echo 4 || echo 256)" --json perf/results/io.json </dev/null
-if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-  echo "== PyTorch conv3d 3x3x3, 1 thread"
-  /usr/bin/python3 perf/torch_baseline.py --threads 1 "${quick[@]}" --json perf/results/torch_conv.json
+"${mpirun[@]}" -np 2 "$build/perf/bench_io" \
+  --mib "$([[ ${#quick[@]} -gt 0 ]] && echo 4 || echo 256)" --json "$results/io.json" </dev/null
+
+echo "== halo exchange, 2 ranks"
+"${mpirun[@]}" -np 2 "$build/perf/bench_halo" "${quick[@]}" --json "$results/halo.json" </dev/null
+echo "== halo exchange, 3 ranks on 2 cores: the counters of an inner rank (times are not meaningful)"
+if [[ ${#quick[@]} -gt 0 ]]; then
+  "${mpirun[@]}" -np 3 "$build/perf/bench_halo" --quick --only wan --json "$results/halo_np3.json" </dev/null
 else
-  echo "(python3-torch is not installed: apt-get install python3-torch for the PyTorch column)"
+  "${mpirun[@]}" -np 3 "$build/perf/bench_halo" --only wan --case wan_c96_d4_h30 --reps 3 \
+    --json "$results/halo_np3.json" </dev/null
 fi
+
+for n in 1 2 4; do
+  echo "== decoder stage, $n rank(s)$([[ $n -gt 2 ]] && echo ', oversubscribed: for information')"
+  "${mpirun[@]}" -np "$n" "$build/perf/bench_decoder" "${quick[@]}" --json "$results/decoder_np$n.json" </dev/null
+done
+
+if $python -c 'import torch' 2>/dev/null; then
+  echo "== PyTorch conv3d 3x3x3, 1 thread"
+  $python perf/torch_baseline.py --threads 1 "${quick[@]}" --json "$results/torch_conv.json"
+  echo "== PyTorch decoder stage, 1 and 2 threads"
+  $python perf/torch_baseline.py --decoder --threads 1 2 "${quick[@]}" --json "$results/torch_decoder.json"
+else
+  echo "(python3-torch is not installed: apt-get install python3-torch for the PyTorch columns)"
+fi
+
+echo "== summary"
+plot_args=()
+if ! $python -c 'import matplotlib' 2>/dev/null; then
+  echo "(python3-matplotlib is not installed: tables only, no plots; apt-get install python3-matplotlib)"
+  plot_args=(--no-plots)
+fi
+$python perf/plot.py --results "$results" "${plot_args[@]}"

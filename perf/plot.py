@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+"""Tables and plots of the halo and decoder benchmarks, from perf/results/*.json.
+
+Prints the summary tables (and writes them as Markdown to --summary); draws
+PNG plots beside the JSON when matplotlib is installed (Debian's
+python3-matplotlib), and says so and skips them when it is not.
+
+    perf/plot.py [--results DIR] [--summary FILE] [--no-plots]
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+SCHEMES = ["khalo", "khalo_split", "naive", "seed_fixed", "mpi_datatype", "raw_mpi"]
+TARGET_VS_RAW = 1.25  # khalo within 1.25x of raw MPI, messages >= 64 KiB, 2 ranks
+TARGET_VS_NAIVE = 3.0  # channels-last: >= 3x faster than naive
+TARGET_VS_SEED = 1.5  # channels-last: >= 1.5x faster than the fixed seed
+
+
+def load(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+class Out:
+    """Prints to stdout and collects the same lines as Markdown."""
+
+    def __init__(self):
+        self.md = []
+
+    def table(self, title, header, rows, note=None):
+        print("\n" + title)
+        widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+                  for i, h in enumerate(header)]
+        print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
+        for r in rows:
+            print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
+        if note:
+            print(note)
+        self.md += ["", "### " + title, "", "| " + " | ".join(header) + " |",
+                    "|" + "|".join(" --- " for _ in header) + "|"]
+        self.md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        if note:
+            self.md += ["", note]
+
+
+def halo_tables(out, halo):
+    cases = []
+    by = {}
+    for r in halo:
+        key = (r["case"], r["layout"], r["ranks"])
+        if key not in by:
+            cases.append(key)
+        by.setdefault(key, {})[r["scheme"]] = r
+    rows, met = [], {"raw": [0, 0], "naive": [0, 0], "seed": [0, 0]}
+    for key in cases:
+        s = by[key]
+        if not all(k in s for k in SCHEMES):
+            continue
+        t = {k: s[k]["median_s"] for k in SCHEMES}
+        msg = s["khalo"]["message_bytes"]
+        vs_raw = t["khalo"] / t["raw_mpi"]
+        rows.append([key[0], key[1], key[2], "%.0f" % (msg / 1024)] +
+                    ["%.3f" % (t[k] * 1e3) for k in SCHEMES] +
+                    ["%.2f" % vs_raw, "%.2f" % (t["naive"] / t["khalo"]), "%.2f" % (t["seed_fixed"] / t["khalo"]),
+                     "%.2f" % (t["mpi_datatype"] / t["khalo"])])
+        if key[2] == 2 and msg >= 64 * 1024:
+            met["raw"][1] += 1
+            met["raw"][0] += vs_raw <= TARGET_VS_RAW
+        if key[2] == 2 and key[1] == "channels_last_3d":
+            met["naive"][1] += 1
+            met["naive"][0] += t["naive"] / t["khalo"] >= TARGET_VS_NAIVE
+            met["seed"][1] += 1
+            met["seed"][0] += t["seed_fixed"] / t["khalo"] >= TARGET_VS_SEED
+    note = ("Targets on 2 ranks: khalo <= %.2fx raw MPI for messages >= 64 KiB: met in %d of %d cases; "
+            "channels-last >= %.0fx faster than naive: %d of %d; >= %.1fx faster than seed_fixed: %d of %d." %
+            (TARGET_VS_RAW, met["raw"][0], met["raw"][1], TARGET_VS_NAIVE, met["naive"][0], met["naive"][1],
+             TARGET_VS_SEED, met["seed"][0], met["seed"][1]))
+    out.table("Halo exchange: median ms per exchange (slowest rank); ratios of medians",
+              ["case", "layout", "ranks", "msg KiB"] + [k + " ms" for k in SCHEMES] +
+              ["khalo/raw", "naive/khalo", "seed/khalo", "datatype/khalo"], rows, note)
+    prow = []
+    for key in cases:
+        k = by[key].get("khalo")
+        if not k or "profile" not in k:
+            continue
+        p = k["profile"]
+        prow.append([key[0], key[1], key[2], "%.3f" % (p["exchange_s"] * 1e3), "%.3f" % (p["pack_s"] * 1e3),
+                     "%.3f" % (p["unpack_s"] * 1e3), "%.3f" % (p["fill_s"] * 1e3),
+                     "%.3f" % (p["mpi_and_rest_s"] * 1e3), "%.3f" % (p.get("row_copy_pack_s", float("nan")) * 1e3),
+                     "%.2f" % (k["bytes"] / p["pack_s"] * 1e-9) if p["pack_s"] > 0 else "-"])
+    out.table("Where khalo's exchange time goes (ms per exchange, slowest rank, Kokkos Tools kernel timers)",
+              ["case", "layout", "ranks", "exchange", "pack", "unpack", "boundary fill", "MPI + rest",
+               "row-wise copy of the faces", "pack GB/s"], prow)
+
+
+def decoder_tables(out, dec, torch_dec):
+    if not dec:
+        return
+    groups = {}
+    for r in dec:
+        groups.setdefault((r["layout"], r["scaling"]), []).append(r)
+    rows = []
+    for (layout, scaling), rs in sorted(groups.items()):
+        totals = {r["ranks"]: r for r in rs if r["layer"] == "total"}
+        base = totals.get(1)
+        for p in sorted(totals):
+            r = totals[p]
+            tr = [x for x in torch_dec if x["layer"] == "total" and x["layout"] == layout and
+                  x["scaling"] == scaling and x["threads"] == p]
+            speed = base["median_s"] / r["median_s"] if base else float("nan")
+            rows.append([layout, scaling, p, "x".join(str(v) for v in r["shape"]), "%.1f" % (r["median_s"] * 1e3),
+                         "%.1f" % r["gflops"], "%.2f" % speed if scaling == "strong" else "%.2f" % speed,
+                         "%.2f%%" % (100 * r["halo_fraction"]), "%.1f" % (r["halo_s"] * 1e3),
+                         "%.1f" % (tr[0]["median_s"] * 1e3) if tr else "-",
+                         "%.1f" % tr[0]["gflops"] if tr else "-",
+                         "%.2f" % (tr[0]["median_s"] / r["median_s"]) if tr else "-"])
+    out.table("Decoder stage: total per rank count (khalo P ranks x 1 thread; PyTorch P threads)",
+              ["layout", "scaling", "P", "global input", "khalo ms", "GFLOP/s", "speed-up vs 1 rank (strong) / "
+               "efficiency (weak)", "halo share", "halo ms", "torch ms", "torch GFLOP/s", "torch/khalo"], rows,
+              "Strong scaling: same global input, speed-up = t(1 rank) / t(P). Weak: the same rows per rank, "
+              "efficiency = t(1) / t(P) (1 is ideal). P = 4 runs oversubscribed on 2 cores (for information).")
+    lrows = []
+    for (layout, scaling), rs in sorted(groups.items()):
+        if scaling != "strong":
+            continue
+        for p in (1, 2):
+            for r in rs:
+                if r["ranks"] != p or r["layer"] == "total":
+                    continue
+                tr = [x for x in torch_dec if x["layer"] == r["layer"] and x["layout"] == layout and
+                      x["scaling"] == scaling and x["threads"] == p]
+                lrows.append([layout, p, r["layer"], "%.1f" % (r["median_s"] * 1e3), "%.1f" % r["gflops"],
+                              "%.1f" % (tr[0]["median_s"] * 1e3) if tr else "-",
+                              "%.1f" % tr[0]["gflops"] if tr else "-"])
+    out.table("Decoder stage per layer, strong scaling (khalo P ranks; PyTorch P threads)",
+              ["layout", "P", "layer", "khalo ms", "khalo GFLOP/s", "torch ms", "torch GFLOP/s"], lrows)
+
+
+def plots(res, halo, dec, torch_dec):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib is not installed: no plots; apt-get install python3-matplotlib)")
+        return []
+    written = []
+    if halo:
+        layouts = [l for l in ("contiguous", "channels_last_3d", "layout_right") if any(r["layout"] == l for r in halo)]
+        fig, axes = plt.subplots(len(layouts), 1, figsize=(12, 3.6 * len(layouts)), squeeze=False)
+        for ax, layout in zip(axes[:, 0], layouts):
+            rs = [r for r in halo if r["layout"] == layout and r["ranks"] == 2] or \
+                 [r for r in halo if r["layout"] == layout]
+            cases = list(dict.fromkeys(r["case"] for r in rs))
+            width = 0.8 / len(SCHEMES)
+            for i, s in enumerate(SCHEMES):
+                ys = [next((r["median_s"] * 1e3 for r in rs if r["case"] == c and r["scheme"] == s), 0) for c in cases]
+                ax.bar([x + i * width for x in range(len(cases))], ys, width, label=s)
+            ax.set_xticks([x + 0.4 - width / 2 for x in range(len(cases))])
+            ax.set_xticklabels([c.replace("wan_", "").replace("hpc_", "") for c in cases], fontsize=8)
+            ax.set_yscale("log")
+            ax.set_ylabel("ms per exchange")
+            ax.set_title("halo exchange, %s, %d ranks (median, slowest rank)" % (layout, rs[0]["ranks"]))
+            ax.legend(fontsize=7, ncol=3)
+        fig.tight_layout()
+        path = os.path.join(res, "halo_times.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+        fig, ax = plt.subplots(figsize=(10, 4))
+        for layout, mark in (("contiguous", "o"), ("channels_last_3d", "s"), ("layout_right", "^")):
+            for scheme in ("khalo", "mpi_datatype"):
+                pts = []
+                for r in halo:
+                    if r["layout"] != layout or r["scheme"] != scheme or r["ranks"] != 2:
+                        continue
+                    raw = next(x for x in halo if x["case"] == r["case"] and x["layout"] == layout and
+                               x["ranks"] == r["ranks"] and x["scheme"] == "raw_mpi")
+                    pts.append((r["message_bytes"] / 1024, r["median_s"] / raw["median_s"]))
+                if pts:
+                    ax.scatter(*zip(*pts), marker=mark, label="%s, %s" % (scheme, layout),
+                               facecolors="none" if scheme == "mpi_datatype" else None)
+        ax.axhline(TARGET_VS_RAW, color="k", ls="--", lw=1, label="target 1.25x")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("largest message (KiB)")
+        ax.set_ylabel("time / raw MPI time")
+        ax.set_title("halo exchange against the limit (2 ranks)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(res, "halo_vs_raw.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    if dec:
+        layouts = list(dict.fromkeys(r["layout"] for r in dec))
+        fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4), squeeze=False)
+        for ax, layout in zip(axes[0], layouts):
+            labels, ys, colors = [], [], []
+            for p in sorted({r["ranks"] for r in dec}):
+                r = [x for x in dec if x["layout"] == layout and x["scaling"] == "strong" and x["ranks"] == p and
+                     x["layer"] == "total"]
+                if r:
+                    labels.append("khalo\n%d rank%s" % (p, "s" if p > 1 else ""))
+                    ys.append(r[0]["median_s"] * 1e3)
+                    colors.append("tab:blue")
+            for t in sorted({r["threads"] for r in torch_dec}):
+                r = [x for x in torch_dec if x["layout"] == layout and x["scaling"] == "strong" and
+                     x["threads"] == t and x["layer"] == "total"]
+                if r:
+                    labels.append("torch\n%d thread%s" % (t, "s" if t > 1 else ""))
+                    ys.append(r[0]["median_s"] * 1e3)
+                    colors.append("tab:orange")
+            ax.bar(range(len(ys)), ys, color=colors)
+            ax.set_xticks(range(len(ys)))
+            ax.set_xticklabels(labels, fontsize=8)
+            ax.set_ylabel("ms per stage")
+            shape = next(x["shape"] for x in dec if x["scaling"] == "strong")
+            ax.set_title("decoder stage, %s, input %s" % (layout, "x".join(map(str, shape))), fontsize=9)
+        fig.tight_layout()
+        path = os.path.join(res, "decoder_scaling.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    for p in written:
+        print("wrote", p)
+    return written
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default=os.path.join(here, "results"))
+    ap.add_argument("--summary", help="write the tables as Markdown here (default: RESULTS/summary.md)")
+    ap.add_argument("--no-plots", action="store_true")
+    a = ap.parse_args()
+    res = a.results
+    halo = load(os.path.join(res, "halo.json"))
+    dec = []
+    for path in sorted(glob.glob(os.path.join(res, "decoder_np*.json"))):
+        dec += load(path)
+    torch_dec = load(os.path.join(res, "torch_decoder.json"))
+    out = Out()
+    context = next((r for r in halo + dec if "cpu" in r), None)
+    if context:
+        out.md += ["Machine and build: %s; %s." % (context["cpu"], context["build"])]
+    if halo:
+        halo_tables(out, halo)
+    decoder_tables(out, dec, torch_dec)
+    written = [] if a.no_plots else plots(res, halo, dec, torch_dec)
+    for p in written:
+        out.md += ["", "![%s](%s)" % (os.path.basename(p), os.path.basename(p))]
+    summary = a.summary or os.path.join(res, "summary.md")
+    with open(summary, "w") as f:
+        f.write("# perf summary (generated by perf/plot.py from perf/results/*.json)\n\n" + "\n".join(out.md) + "\n")
+    print("\nwrote", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
