@@ -1017,6 +1017,20 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                       {"fill_s", breakdown[3]},     {"mpi_and_rest_s", breakdown[4]}, {"row_copy_pack_s", breakdown[5]},
                       {"reps", opt.profile_reps}};
       j["allocations_while_timed"] = alloc_timed;
+      // HaloStats of one exchange on every rank: an open side adds no message and no packed byte.
+      Json per_rank = Json::array();
+      for (int r = 0; r < nranks; ++r) {
+        const std::int64_t* v = &all[8 * static_cast<std::size_t>(r)];
+        per_rank.push_back({{"rank", r},
+                            {"low_neighbour", v[0] != 0},
+                            {"high_neighbour", v[1] != 0},
+                            {"messages", v[2]},
+                            {"bytes_sent", v[3]},
+                            {"bytes_packed", v[4]},
+                            {"faces_packed", v[5]},
+                            {"allocations_at_plan", v[7]}});
+      }
+      j["stats_per_exchange"] = per_rank;
     }
     records.push_back(j);
   }

@@ -98,6 +98,26 @@ def halo_tables(out, halo):
                "row-wise copy of the faces", "pack GB/s"], prow)
 
 
+def stats_tables(out, halo_sets):
+    """khalo's HaloStats of one exchange per rank, for the first case of each layout."""
+    rows = []
+    for halo in halo_sets:
+        seen = set()
+        for r in halo:
+            if r["scheme"] != "khalo" or "stats_per_exchange" not in r or r["layout"] in seen:
+                continue
+            seen.add(r["layout"])
+            for s in r["stats_per_exchange"]:
+                rows.append([r["case"], r["layout"], r["ranks"], s["rank"],
+                             "yes" if s["low_neighbour"] else "open", "yes" if s["high_neighbour"] else "open",
+                             s["messages"], s["bytes_sent"], s["bytes_packed"], s["faces_packed"],
+                             r.get("allocations_while_timed", "-")])
+    if rows:
+        out.table("khalo's HaloStats per exchange, per rank (an open side: no message, no packed byte)",
+                  ["case", "layout", "ranks", "rank", "low side", "high side", "messages", "bytes sent",
+                   "bytes packed", "faces packed", "allocations while timed"], rows)
+
+
 def decoder_tables(out, dec, torch_dec):
     if not dec:
         return
@@ -251,6 +271,7 @@ def main():
         out.md += ["Machine and build: %s; %s." % (context["cpu"], context["build"])]
     if halo:
         halo_tables(out, halo)
+    stats_tables(out, [halo, load(os.path.join(res, "halo_np3.json"))])
     decoder_tables(out, dec, torch_dec)
     written = [] if a.no_plots else plots(res, halo, dec, torch_dec)
     for p in written:
