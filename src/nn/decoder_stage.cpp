@@ -136,13 +136,13 @@ std::uint64_t splitmix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-Weights conv_weights(const StageWeights& s, const std::string& name) {
+Weights conv_weights(const StageWeights& s, const std::string& name, MemoryFormat format) {
   const auto& shape = s.shapes.at(name + ".weight");
   const int kt = shape.size() == 5 ? static_cast<int>(shape[2]) : 1;
   const int kh = static_cast<int>(shape[shape.size() - 2]);
   const int kw = static_cast<int>(shape[shape.size() - 1]);
   return Weights::from_torch(s.tensors.at(name + ".weight"), s.tensors.at(name + ".bias"), static_cast<int>(shape[0]),
-                             static_cast<int>(shape[1]), kt, kh, kw);
+                             static_cast<int>(shape[1]), kt, kh, kw, format);
 }
 
 Kokkos::View<float*, Mem> device_vector(const std::vector<float>& v, const std::string& label) {
@@ -309,9 +309,9 @@ DecoderStage::DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFor
     b.cout = m.cfg.out_dim;
     b.gamma1 = device_vector(weights.tensors.at(p + ".norm1.gamma"), p + ".norm1");
     b.gamma2 = device_vector(weights.tensors.at(p + ".norm2.gamma"), p + ".norm2");
-    b.conv1 = conv_weights(weights, p + ".conv1");
-    b.conv2 = conv_weights(weights, p + ".conv2");
-    if (b.cin != b.cout) b.shortcut = conv_weights(weights, p + ".conv_shortcut");
+    b.conv1 = conv_weights(weights, p + ".conv1", format);
+    b.conv2 = conv_weights(weights, p + ".conv2", format);
+    if (b.cin != b.cout) b.shortcut = conv_weights(weights, p + ".conv_shortcut", format);
     b.x1 = m.conv_input(p + ".conv1.in", b.cin, t_max, 1);
     b.x2 = m.conv_input(p + ".conv2.in", b.cout, t_max, 1);
     b.y1 = m.act(p + ".conv1.out", b.cout, t_max, m.rows, m.W);
@@ -321,9 +321,9 @@ DecoderStage::DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFor
     m.blocks.push_back(std::move(owned));
   }
   if (m.cfg.upsample != Upsample::none) {
-    m.resample = conv_weights(weights, "upsamplers.0.resample.1");
+    m.resample = conv_weights(weights, "upsamplers.0.resample.1", format);
     if (m.cfg.upsample == Upsample::upsample3d) {
-      m.time_conv = conv_weights(weights, "upsamplers.0.time_conv");
+      m.time_conv = conv_weights(weights, "upsamplers.0.time_conv", format);
       m.xt = m.conv_input("upsamplers.0.time_conv.in", m.cfg.out_dim, t_max, 0);
       m.up_in = m.act("upsamplers.0.resample.in", m.cfg.out_dim, 2 * t_max, m.rows + 2, m.W);
       Kokkos::deep_copy(m.up_in, 0.0f);

@@ -22,17 +22,38 @@
 
 namespace khalo::nn {
 
-/// Weights of one convolution, packed [kt][kh][kw][cin][cout] so that the
-/// innermost loop runs over contiguous output channels.
+namespace detail {
+// Output channels per tile: the largest of these that divides the count.
+inline int channel_tile(int count) {
+  for (int t : {48, 32, 24, 16, 12, 8, 4}) {
+    if (count % t == 0) return t;
+  }
+  return 1;
+}
+}  // namespace detail
+
+/// Weights of one convolution, packed [cout / pack][cin][kt][kh][kw][pack]:
+/// the innermost loop runs over contiguous output channels, the weights of one
+/// tile of output channels are one sequential stream, and one input channel's
+/// taps lie together (taps a whole [cin][pack] plane apart alias in L1: the
+/// plane is often a multiple of 4 KiB).
 template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
 struct ConvWeights {
   int cout = 0, cin = 0, kt = 1, kh = 1, kw = 1;
+  int pack = 1;                           ///< output channels per packed group
   Kokkos::View<float*, MemSpace> weight;  // packed
   Kokkos::View<float*, MemSpace> bias;    // cout
 
-  /// From PyTorch's layout (cout, cin, kt, kh, kw) (a Conv2d passes kt = 1), in C order.
+  /// The packing that suits activations in \p format: 12 output channels for
+  /// contiguous rows (tiles of 12 channels x 32 columns), 48 for channels-last.
+  static int pack_for(int cout, MemoryFormat format) {
+    return format == MemoryFormat::contiguous && cout % 12 == 0 ? 12 : detail::channel_tile(cout);
+  }
+
+  /// From PyTorch's layout (cout, cin, kt, kh, kw) (a Conv2d passes kt = 1), in C order,
+  /// packed for activations in \p format (any format works; this one runs fastest).
   static ConvWeights from_torch(const std::vector<float>& w, const std::vector<float>& b, int cout, int cin, int kt,
-                                int kh, int kw) {
+                                int kh, int kw, MemoryFormat format = MemoryFormat::channels_last_3d) {
     const auto taps = static_cast<std::size_t>(kt * kh * kw);
     if (w.size() != static_cast<std::size_t>(cout) * static_cast<std::size_t>(cin) * taps ||
         b.size() != static_cast<std::size_t>(cout)) {
@@ -44,16 +65,16 @@ struct ConvWeights {
     c.kt = kt;
     c.kh = kh;
     c.kw = kw;
+    c.pack = pack_for(cout, format);
     c.weight = Kokkos::View<float*, MemSpace>("khalo::conv::weight", w.size());
     c.bias = Kokkos::View<float*, MemSpace>("khalo::conv::bias", b.size());
     auto hw = Kokkos::create_mirror_view(c.weight);
     auto hb = Kokkos::create_mirror_view(c.bias);
-    for (int o = 0; o < cout; ++o)
-      for (int i = 0; i < cin; ++i)
+    const auto P = static_cast<std::size_t>(c.pack), ci_n = static_cast<std::size_t>(cin);
+    for (std::size_t o = 0; o < static_cast<std::size_t>(cout); ++o)
+      for (std::size_t i = 0; i < ci_n; ++i)
         for (std::size_t k = 0; k < taps; ++k)
-          hw((k * static_cast<std::size_t>(cin) + static_cast<std::size_t>(i)) * static_cast<std::size_t>(cout) +
-             static_cast<std::size_t>(o)) =
-              w[(static_cast<std::size_t>(o) * static_cast<std::size_t>(cin) + static_cast<std::size_t>(i)) * taps + k];
+          hw(((o / P * ci_n + i) * taps + k) * P + o % P) = w[(o * ci_n + i) * taps + k];
     for (int o = 0; o < cout; ++o) hb(static_cast<std::size_t>(o)) = b[static_cast<std::size_t>(o)];
     Kokkos::deep_copy(c.weight, hw);
     Kokkos::deep_copy(c.bias, hb);
@@ -80,17 +101,18 @@ namespace detail {
 
 // Unrolling the tile's W loop keeps its accumulators in registers (GCC needs telling).
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
-#define KHALO_UNROLL _Pragma("GCC unroll 16")
+#define KHALO_UNROLL _Pragma("GCC unroll 48")
 #else
 #define KHALO_UNROLL
 #endif
 
-// Output channels per tile: the largest of these that divides the launch's count.
-inline int channel_tile(int count) {
-  for (int t : {48, 32, 16, 8, 4}) {
-    if (count % t == 0) return t;
-  }
-  return 1;
+// Input channels per block: a block's weights for one output-channel tile (taps x block x
+// tile floats) fit in a quarter of a typical 1 MiB L2, so they are read from cache for every
+// W tile of the row. It depends on the shapes only: the summation order is the same on every rank.
+inline int cin_block(int cin, int taps, int cout_tile) {
+  const int fit = (256 * 1024 / 4) / (taps * cout_tile);
+  const int block = fit < 8 ? 8 : fit / 8 * 8;
+  return block < cin ? block : cin;
 }
 
 // floor(a / 2) for a >= -2.
@@ -99,13 +121,13 @@ KOKKOS_INLINE_FUNCTION std::int64_t half_floor(std::int64_t a) { return (a + 2) 
 /// WT output positions x COT output channels per tile; KT x KH x KW taps; UP:
 /// the input is read through a nearest 2x upsampling (Conv2d of the upsampler).
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
-void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin,
-                 int cout_total) {
+void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin, int pack) {
   const int rows = L.row_end - L.row_begin;
   if (rows <= 0 || L.frames <= 0 || L.out_width <= 0) return;
   const int cot_tiles = L.cout_count / COT;
   const std::int64_t items = static_cast<std::int64_t>(L.n) * L.frames * cot_tiles * rows;
   const ConvLaunch l = L;
+  const int cb = cin_block(cin, KT * KH * KW, COT);
   Kokkos::parallel_for(
       "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t item) {
         std::int64_t rest = item;
@@ -115,77 +137,202 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
         rest /= cot_tiles;
         const int t = static_cast<int>(rest % l.frames);
         const int n = static_cast<int>(rest / l.frames);
-        const float* wbase = weight + l.cout_begin + co0;
+        constexpr int taps = KT * KH * KW;
+        const int co = l.cout_begin + co0;  // a tile never straddles two packed groups
+        const float* wbase = weight + static_cast<std::int64_t>(co / pack) * taps * cin * pack + co % pack;
         const std::int64_t sc = l.in.stride[1], sw = l.in.stride[4];
-        for (int w0 = 0; w0 < l.out_width; w0 += WT) {
-          const bool full_tile = w0 + WT <= l.out_width;
-          float acc[WT][COT];
-          for (int i = 0; i < WT; ++i)
-            for (int o = 0; o < COT; ++o) acc[i][o] = bias[l.cout_begin + co0 + o];
-          for (int kt = 0; kt < KT; ++kt) {
-            for (int kh = 0; kh < KH; ++kh) {
-              // The input row of this tap (with the ghost row at index 0 for KH = 3).
-              std::int64_t in_row = h + kh;
-              if (UP) in_row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
-              const float* xrow = l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
-              for (int kw = 0; kw < KW; ++kw) {
-                const float* wk = wbase + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * cin * cout_total;
-                std::int64_t col[WT];
-                bool valid[WT];
-                for (int i = 0; i < WT; ++i) {
-                  const std::int64_t c = UP ? half_floor(w0 + i - 1 + kw) : w0 + i + kw - (KW / 2);
-                  valid[i] = c >= 0 && c < l.in_width && w0 + i < l.out_width;
-                  col[i] = valid[i] ? c : 0;
-                }
-                // No padding under this tap of this tile: plain loads the compiler can schedule freely.
-                const bool interior =
-                    !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
-                if (interior) {
-                  const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
-                  for (int ci = 0; ci < cin; ++ci) {
-                    const float* x = x0 + ci * sc;
-                    const float* wv = wk + static_cast<std::int64_t>(ci) * cout_total;
-                    KHALO_UNROLL
-                    for (int i = 0; i < WT; ++i) {
-                      const float xv = x[i * sw];
-                      for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
-                    }
+        // Input channels in blocks whose weights stay in cache for the whole row; the partial
+        // sums wait in the output between blocks.
+        for (int c0 = 0; c0 < cin; c0 += cb) {
+          const int c1 = c0 + cb < cin ? c0 + cb : cin;
+          for (int w0 = 0; w0 < l.out_width; w0 += WT) {
+            const bool full_tile = w0 + WT <= l.out_width;
+            float acc[WT][COT];
+            if (c0 == 0) {
+              for (int i = 0; i < WT; ++i)
+                for (int o = 0; o < COT; ++o) acc[i][o] = bias[co + o];
+            } else {
+              for (int i = 0; i < WT; ++i)
+                for (int o = 0; o < COT; ++o) acc[i][o] = w0 + i < l.out_width ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
+            }
+            for (int kt = 0; kt < KT; ++kt) {
+              for (int kh = 0; kh < KH; ++kh) {
+                // The input row of this tap (with the ghost row at index 0 for KH = 3).
+                std::int64_t in_row = h + kh;
+                if (UP) in_row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
+                const float* xrow =
+                    l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
+                for (int kw = 0; kw < KW; ++kw) {
+                  const float* wk = wbase + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * pack;
+                  std::int64_t col[WT];
+                  bool valid[WT];
+                  for (int i = 0; i < WT; ++i) {
+                    const std::int64_t c = UP ? half_floor(w0 + i - 1 + kw) : w0 + i + kw - (KW / 2);
+                    valid[i] = c >= 0 && c < l.in_width && w0 + i < l.out_width;
+                    col[i] = valid[i] ? c : 0;
                   }
-                } else {
-                  for (int ci = 0; ci < cin; ++ci) {
-                    const float* x = xrow + ci * sc;
-                    const float* wv = wk + static_cast<std::int64_t>(ci) * cout_total;
-                    KHALO_UNROLL
-                    for (int i = 0; i < WT; ++i) {
-                      const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
-                      for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                  // No padding under this tap of this tile: plain loads the compiler can schedule freely.
+                  const bool interior =
+                      !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
+                  if (interior) {
+                    const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
+                    for (int ci = c0; ci < c1; ++ci) {
+                      const float* x = x0 + ci * sc;
+                      const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                      KHALO_UNROLL
+                      for (int i = 0; i < WT; ++i) {
+                        const float xv = x[i * sw];
+                        for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                      }
+                    }
+                  } else {
+                    for (int ci = c0; ci < c1; ++ci) {
+                      const float* x = xrow + ci * sc;
+                      const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                      KHALO_UNROLL
+                      for (int i = 0; i < WT; ++i) {
+                        const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
+                        for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                      }
                     }
                   }
                 }
               }
             }
-          }
-          for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
-            for (int o = 0; o < COT; ++o) {
-              const std::int64_t at = l.out.offset(n, co0 + o, t, h, w0 + i);
-              float v = acc[i][o];
-              if (l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
-              l.out.data[at] = v;
+            const bool last = c1 == cin;
+            for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
+              for (int o = 0; o < COT; ++o) {
+                float v = acc[i][o];
+                if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
+                l.out(n, co0 + o, t, h, w0 + i) = v;
+              }
             }
           }
         }
       });
 }
 
+/// Contiguous rows (unit stride along W in input and output): COT output
+/// channels x WT output positions per tile, vectorized along W (the channels-last
+/// tile above would read its inputs a whole plane apart). Tiles cover columns
+/// [1, W - 1), where no tap reaches the padding, the last one shifted left to
+/// stay inside the row (overlapping columns are recomputed in the same order: the
+/// same bits); columns 0 and W - 1 take a per-column path. All input channels go
+/// in one pass (no partial sums in the output), so every store is unconditional:
+/// a conditional one makes GCC keep the accumulators in memory.
+template <int COT, int WT, int KT, int KW, class Exec>
+void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin) {
+  constexpr int KH = KW;  // 1x1x1 or 3x3x3
+  const int rows = L.row_end - L.row_begin;
+  if (rows <= 0 || L.frames <= 0 || L.out_width <= 0) return;
+  const int cot_tiles = L.cout_count / COT;
+  const std::int64_t items = static_cast<std::int64_t>(L.n) * L.frames * cot_tiles * rows;
+  const ConvLaunch l = L;
+  Kokkos::parallel_for(
+      "khalo::nn::conv_rows", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t item) {
+        std::int64_t rest = item;
+        const int h = l.row_begin + static_cast<int>(rest % rows);
+        rest /= rows;
+        const int co0 = static_cast<int>(rest % cot_tiles) * COT;
+        rest /= cot_tiles;
+        const int t = static_cast<int>(rest % l.frames);
+        const int n = static_cast<int>(rest / l.frames);
+        constexpr int taps = KT * KH * KW;
+        constexpr int pad = KW / 2;
+        const int co = l.cout_begin + co0;
+        // COT is a multiple of the packing (12): channel o of the tile is in group o / 12.
+        const std::int64_t group = static_cast<std::int64_t>(taps) * cin * 12;
+        const float* wbase = weight + co / 12 * group;
+        const std::int64_t sc = l.in.stride[1];
+        const float* xbase = l.in.data + n * l.in.stride[0] + t * l.in.stride[2] + h * l.in.stride[3];
+        const int width = l.out_width;
+        for (int wt = pad; wt < width - pad; wt += WT) {
+          const int w0 = wt + WT <= width - pad ? wt : width - pad - WT;
+          float acc[COT][WT];
+          for (int o = 0; o < COT; ++o)
+            for (int j = 0; j < WT; ++j) acc[o][j] = bias[co + o];
+          // Input channels outermost: one channel's taps read 3 frames x 3 rows that lie close
+          // together; taps outermost would stride a whole plane per channel (TLB and prefetch misses).
+          for (int ci = 0; ci < cin; ++ci) {
+            const float* xc = xbase + ci * sc + (w0 - pad);
+            const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
+            for (int kt = 0; kt < KT; ++kt) {
+              for (int kh = 0; kh < KH; ++kh) {
+                for (int kw = 0; kw < KW; ++kw) {
+                  const float* x = xc + kt * l.in.stride[2] + kh * l.in.stride[3] + kw;
+                  const float* wv = wc + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * 12;
+                  KHALO_UNROLL
+                  for (int o = 0; o < COT; ++o) {
+                    const float wo = wv[o / 12 * group + o % 12];
+                    for (int j = 0; j < WT; ++j) acc[o][j] += wo * x[j];
+                  }
+                }
+              }
+            }
+          }
+          for (int o = 0; o < COT; ++o) {
+            float* y = l.out.data + l.out.offset(n, co0 + o, t, h, w0);
+            if (l.residual.data != nullptr) {
+              const float* r = l.residual.data + l.residual.offset(n, co0 + o, t, h, w0);
+              for (int j = 0; j < WT; ++j) y[j] = acc[o][j] + r[j];
+            } else {
+              for (int j = 0; j < WT; ++j) y[j] = acc[o][j];
+            }
+          }
+        }
+        // The edge columns, whose taps reach the zero padding.
+        for (int w = 0; w<width; w += width - 1> 0 ? width - 1 : 1) {
+          if (pad == 0 || (w >= pad && w < width - pad)) continue;
+          float acc[COT];
+          for (int o = 0; o < COT; ++o) acc[o] = bias[co + o];
+          for (int ci = 0; ci < cin; ++ci) {
+            const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
+            for (int kt = 0; kt < KT; ++kt) {
+              for (int kh = 0; kh < KH; ++kh) {
+                const float* x = xbase + ci * sc + kt * l.in.stride[2] + kh * l.in.stride[3];
+                const float* wt = wc + static_cast<std::int64_t>((kt * KH + kh) * KW) * 12;
+                for (int kw = 0; kw < KW; ++kw) {
+                  const int c = w + kw - pad;
+                  // Zero padding adds nothing; the same taps in the same order as the tiles.
+                  const float xv = c >= 0 && c < l.in_width ? x[c] : 0.0f;
+                  KHALO_UNROLL
+                  for (int o = 0; o < COT; ++o) acc[o] += xv * wt[kw * 12 + o / 12 * group + o % 12];
+                }
+              }
+            }
+          }
+          for (int o = 0; o < COT; ++o) {
+            float v = acc[o];
+            if (l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w);
+            l.out(n, co0 + o, t, h, w) = v;
+          }
+        }
+      });
+}
+
+inline int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
+
 template <int KT, int KH, int KW, bool UP, class Exec>
-void conv_dispatch(const Exec& exec, const ConvLaunch& l, const float* w, const float* b, int cin, int cout_total) {
-  switch (channel_tile(l.cout_count)) {
-    case 48: return conv_kernel<8, 48, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
-    case 32: return conv_kernel<8, 32, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
-    case 16: return conv_kernel<8, 16, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
-    case 8: return conv_kernel<8, 8, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
-    case 4: return conv_kernel<8, 4, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
-    default: return conv_kernel<8, 1, KT, KH, KW, UP>(exec, l, w, b, cin, cout_total);
+void conv_dispatch(const Exec& exec, const ConvLaunch& l, const float* w, const float* b, int cin, int pack) {
+  // The tile must divide the launch's channels, its first channel and the packing.
+  const int g = gcd(pack, gcd(l.cout_begin, l.cout_count));
+  if constexpr (!UP && KH == KW) {
+    const bool rows_fit = l.in.stride[4] == 1 && l.out.stride[4] == 1 &&
+                          (l.residual.data == nullptr || l.residual.stride[4] == 1) && l.in_width == l.out_width;
+    if (rows_fit && pack == 12 && l.cout_begin % 12 == 0) {
+      if (l.cout_count % 12 == 0 && l.out_width >= 32 + 2 * (KW / 2))
+        return conv_kernel_rows<12, 32, KT, KW>(exec, l, w, b, cin);
+      if (l.cout_count % 24 == 0 && l.out_width >= 16 + 2 * (KW / 2))
+        return conv_kernel_rows<24, 16, KT, KW>(exec, l, w, b, cin);
+    }
+  }
+  switch (channel_tile(g)) {
+    case 48: return conv_kernel<8, 48, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    case 32: return conv_kernel<8, 32, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    case 16: return conv_kernel<8, 16, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    case 8: return conv_kernel<8, 8, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    case 4: return conv_kernel<8, 4, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    default: return conv_kernel<8, 1, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
   }
 }
 
@@ -203,11 +350,11 @@ void conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w,
   if (upsample) {
     if (w.kt != 1 || w.kh != 3 || w.kw != 3)
       throw std::invalid_argument("khalo::nn::conv: upsampling needs a 3x3 kernel");
-    return detail::conv_dispatch<1, 3, 3, true>(exec, l, wp, bp, w.cin, w.cout);
+    return detail::conv_dispatch<1, 3, 3, true>(exec, l, wp, bp, w.cin, w.pack);
   }
-  if (w.kt == 3 && w.kh == 3 && w.kw == 3) return detail::conv_dispatch<3, 3, 3, false>(exec, l, wp, bp, w.cin, w.cout);
-  if (w.kt == 1 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<1, 1, 1, false>(exec, l, wp, bp, w.cin, w.cout);
-  if (w.kt == 3 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<3, 1, 1, false>(exec, l, wp, bp, w.cin, w.cout);
+  if (w.kt == 3 && w.kh == 3 && w.kw == 3) return detail::conv_dispatch<3, 3, 3, false>(exec, l, wp, bp, w.cin, w.pack);
+  if (w.kt == 1 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<1, 1, 1, false>(exec, l, wp, bp, w.cin, w.pack);
+  if (w.kt == 3 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<3, 1, 1, false>(exec, l, wp, bp, w.cin, w.pack);
   throw std::invalid_argument("khalo::nn::conv: unsupported kernel " + std::to_string(w.kt) + "x" +
                               std::to_string(w.kh) + "x" + std::to_string(w.kw));
 }

@@ -1,0 +1,193 @@
+// The decoder's convolutions against a plain double-precision loop, for every
+// kernel shape, memory format and tile path (channels-last tiles, contiguous row
+// tiles and their edge columns, partial tiles, channel sub-ranges, residual,
+// fused upsampling), and bit for bit against themselves when the rows are
+// split over several launches (what a rank band and the split-phase overlap do).
+#include <khalo/nn/conv.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using khalo::MemoryFormat;
+using khalo::nn::Activation;
+using khalo::nn::ConvLaunch;
+using khalo::nn::ConvWeights;
+using khalo::nn::Strided5;
+using Exec = Kokkos::DefaultExecutionSpace;
+using Mem = Exec::memory_space;
+
+struct Case {
+  int cin, cout, kt, kh, kw, frames, rows, width;
+  bool upsample = false, residual = false;
+  int cout_begin = 0, cout_count = 0;  // 0: all of cout
+};
+
+std::string name(const Case& c, MemoryFormat f) {
+  return khalo::to_string(f) + " cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout) + " k " +
+         std::to_string(c.kt) + "x" + std::to_string(c.kh) + "x" + std::to_string(c.kw) + " W " +
+         std::to_string(c.width) + (c.upsample ? " up" : "") + (c.residual ? " residual" : "") + " channels [" +
+         std::to_string(c.cout_begin) + ", +" + std::to_string(c.cout_count) + ")";
+}
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// A host tensor filled with random values, copied to an activation in `format`.
+Activation<Mem> random_activation(const std::vector<std::int64_t>& ext, MemoryFormat format, std::mt19937& rng) {
+  auto a = khalo::nn::make_activation<Mem>("a", ext, format);
+  auto h = Kokkos::create_mirror_view(a);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t n = 0; n < ext[0]; ++n)
+    for (std::int64_t c = 0; c < ext[1]; ++c)
+      for (std::int64_t t = 0; t < ext[2]; ++t)
+        for (std::int64_t y = 0; y < ext[3]; ++y)
+          for (std::int64_t x = 0; x < ext[4]; ++x) h(n, c, t, y, x) = u(rng);
+  Kokkos::deep_copy(a, h);
+  return a;
+}
+
+std::int64_t half_floor(std::int64_t a) { return (a + 2) / 2 - 1; }
+
+struct ConvRun {
+  Case c;
+  MemoryFormat format;
+  std::vector<float> w, b;
+  Activation<Mem> in, out, res;
+  ConvWeights<Mem> weights;
+  int out_rows, out_width, count;
+
+  ConvRun(const Case& cs, MemoryFormat f, MemoryFormat packing, std::uint32_t seed) : c(cs), format(f) {
+    std::mt19937 rng(seed);
+    w = random_vector(static_cast<std::size_t>(c.cout) * c.cin * c.kt * c.kh * c.kw, rng);
+    b = random_vector(static_cast<std::size_t>(c.cout), rng);
+    weights = ConvWeights<Mem>::from_torch(w, b, c.cout, c.cin, c.kt, c.kh, c.kw, packing);
+    count = c.cout_count > 0 ? c.cout_count : c.cout;
+    const int in_rows = c.upsample ? c.rows + 2 : c.rows + c.kh - 1;
+    out_rows = c.upsample ? 2 * c.rows : c.rows;
+    out_width = c.upsample ? 2 * c.width : c.width;
+    in = random_activation({1, c.cin, c.frames + c.kt - 1, in_rows, c.width}, f, rng);
+    out = khalo::nn::make_activation<Mem>("out", {1, count, c.frames, out_rows, out_width}, f);
+    if (c.residual) res = random_activation({1, count, c.frames, out_rows, out_width}, f, rng);
+  }
+
+  // Output rows [r0, r1) in one launch.
+  void launch(int r0, int r1) const {
+    ConvLaunch l;
+    l.in = khalo::nn::strided(in);
+    l.out = khalo::nn::strided(out);
+    if (c.residual) l.residual = khalo::nn::strided(res);
+    l.frames = c.frames;
+    l.row_begin = r0;
+    l.row_end = r1;
+    l.out_width = out_width;
+    l.in_width = c.width;
+    l.cout_begin = c.cout_begin;
+    l.cout_count = count;
+    khalo::nn::conv(Exec(), l, weights, c.upsample);
+    Exec().fence();
+  }
+
+  std::vector<float> output() const {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
+    std::vector<float> v;
+    for (int o = 0; o < count; ++o)
+      for (int t = 0; t < c.frames; ++t)
+        for (int y = 0; y < out_rows; ++y)
+          for (int x = 0; x < out_width; ++x) v.push_back(h(0, o, t, y, x));
+    return v;
+  }
+
+  // The definition, in double: bias + sum over taps and input channels, zero outside the row.
+  void check_against_reference() const {
+    auto hin = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), in);
+    auto hout = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
+    auto hres = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), res);
+    int bad = 0;
+    for (int o = 0; o < count && bad < 5; ++o) {
+      const int co = c.cout_begin + o;
+      for (int t = 0; t < c.frames; ++t)
+        for (int y = 0; y < out_rows; ++y)
+          for (int x = 0; x < out_width; ++x) {
+            double sum = b[static_cast<std::size_t>(co)], mag = std::fabs(sum);
+            for (int ci = 0; ci < c.cin; ++ci)
+              for (int a = 0; a < c.kt; ++a)
+                for (int p = 0; p < c.kh; ++p)
+                  for (int q = 0; q < c.kw; ++q) {
+                    const std::int64_t row = c.upsample ? half_floor(y - 1 + p) + 1 : y + p;
+                    const std::int64_t col = c.upsample ? half_floor(x - 1 + q) : x + q - c.kw / 2;
+                    if (col < 0 || col >= c.width) continue;
+                    const double wv =
+                        w[((static_cast<std::size_t>(co) * c.cin + ci) * c.kt + a) * c.kh * c.kw + p * c.kw + q];
+                    const double term = wv * hin(0, ci, t + a, row, col);
+                    sum += term;
+                    mag += std::fabs(term);
+                  }
+            if (c.residual) {
+              sum += hres(0, o, t, y, x);
+              mag += std::fabs(hres(0, o, t, y, x));
+            }
+            const double got = hout(0, o, t, y, x);
+            if (std::fabs(got - sum) > 1e-6 * mag + 1e-7) {
+              ADD_FAILURE() << name(c, format) << ": out(" << o << ", " << t << ", " << y << ", " << x << ") = " << got
+                            << ", expected " << sum;
+              ++bad;
+            }
+          }
+    }
+  }
+};
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (int width : {5, 19, 33, 40, 70}) {
+    v.push_back({24, 24, 3, 3, 3, 2, 3, width});                // contiguous: 24 x 16 or 12 x 32 tiles
+    v.push_back({12, 48, 3, 3, 3, 1, 2, width, false, true});   // 48-channel tiles, residual
+    v.push_back({16, 36, 1, 1, 1, 2, 2, width});                // shortcut
+    v.push_back({12, 24, 3, 1, 1, 2, 2, width, false, false});  // time_conv
+  }
+  v.push_back({12, 48, 3, 1, 1, 2, 2, 40, false, false, 24, 24});  // the second half of time_conv's channels
+  v.push_back({10, 6, 3, 3, 3, 2, 3, 37});                         // no tile divides: one channel at a time
+  v.push_back({12, 24, 1, 3, 3, 1, 3, 7, true});                   // upsampler Conv2d, 2x rows and columns
+  v.push_back({24, 12, 1, 3, 3, 1, 2, 20, true, true});
+  return v;
+}
+
+TEST(Conv, EqualsTheDefinitionInEveryFormatAndPacking) {
+  std::uint32_t seed = 1;
+  for (const auto& c : cases()) {
+    for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+      for (auto packing : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+        ConvRun r(c, f, packing, seed++);
+        r.launch(0, r.out_rows);
+        r.check_against_reference();
+      }
+    }
+  }
+}
+
+TEST(Conv, RowsInSeveralLaunchesGiveTheSameBits) {
+  std::uint32_t seed = 100;
+  for (const auto& c : cases()) {
+    for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+      ConvRun r(c, f, f, seed++);
+      r.launch(0, r.out_rows);
+      const auto whole = r.output();
+      Kokkos::deep_copy(r.out, 0.0f);
+      for (int y = r.out_rows - 1; y >= 0; --y) r.launch(y, y + 1);  // one row per launch, last first
+      EXPECT_EQ(whole, r.output()) << name(c, f);
+    }
+  }
+}
+
+}  // namespace
