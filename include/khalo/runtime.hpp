@@ -11,6 +11,11 @@ namespace khalo {
 /// Initialises MPI, then Kokkos, and finalizes them in reverse order on
 /// destruction. Either one already initialised by the caller is left alone
 /// (and not finalized here). Make exactly one, first thing in main().
+///
+/// On a GPU backend each rank takes GPU `local_rank() % visible GPUs`, unless
+/// the user chose one (`--kokkos-device-id`, `KOKKOS_DEVICE_ID`, or
+/// `--kokkos-map-device-id-by`). With KHALO_VERBOSE=1 every rank says on
+/// stderr which node-local rank and GPU it has.
 class Runtime {
  public:
   Runtime(int& argc, char**& argv);
@@ -22,6 +27,8 @@ class Runtime {
   int world_size() const noexcept { return world_size_; }
   /// Rank among the processes on this node (see node_local_rank()).
   int local_rank() const noexcept { return local_rank_; }
+  /// The GPU this rank selected, or -1 (host backend, or chosen by the user or the caller).
+  int device_id() const noexcept { return device_id_; }
 
  private:
   bool owns_mpi_ = false;
@@ -29,6 +36,7 @@ class Runtime {
   int world_rank_ = 0;
   int world_size_ = 1;
   int local_rank_ = 0;
+  int device_id_ = -1;
 };
 
 /// Rank of this process among those sharing its node, from

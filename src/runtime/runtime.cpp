@@ -9,10 +9,57 @@
 #include <mpi-ext.h>
 #endif
 
+#if defined(KOKKOS_ENABLE_CUDA)
+#include <cuda_runtime_api.h>
+#elif defined(KOKKOS_ENABLE_HIP)
+#include <hip/hip_runtime_api.h>
+#endif
+
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 namespace khalo {
+namespace {
+
+// GPUs this process can see (0 on host backends); CUDA_VISIBLE_DEVICES and the
+// like already applied, so `srun --gpus-per-task=1` leaves each rank one.
+int visible_gpus() {
+#if defined(KOKKOS_ENABLE_CUDA)
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+#elif defined(KOKKOS_ENABLE_HIP)
+  int n = 0;
+  return hipGetDeviceCount(&n) == hipSuccess ? n : 0;
+#else
+  return 0;
+#endif
+}
+
+bool starts_with(const char* s, const char* prefix) { return std::string(s).rfind(prefix, 0) == 0; }
+
+// Whether the user already told Kokkos which device to use.
+bool device_chosen(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i] != nullptr && (starts_with(argv[i], "--kokkos-device-id") || starts_with(argv[i], "--device-id") ||
+                               starts_with(argv[i], "--kokkos-map-device-id-by"))) {
+      return true;
+    }
+  }
+  for (const char* env : {"KOKKOS_DEVICE_ID", "KOKKOS_MAP_DEVICE_ID_BY"}) {
+    if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return true;
+  }
+  return false;
+}
+
+const char* launcher_local_rank() {
+  for (const char* env : {"SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
+    if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return v;
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 Runtime::Runtime(int& argc, char**& argv) {
   int mpi_ready = 0;
@@ -26,9 +73,24 @@ Runtime::Runtime(int& argc, char**& argv) {
   KHALO_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
   KHALO_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
   local_rank_ = node_local_rank(MPI_COMM_WORLD);
+  const char* verbose = std::getenv("KHALO_VERBOSE");
+  const bool say = verbose != nullptr && *verbose != '\0' && std::string(verbose) != "0";
   if (!Kokkos::is_initialized()) {
+    // One GPU per rank, round robin over the node's ranks; Kokkos reads KOKKOS_DEVICE_ID
+    // (a --kokkos-device-id on the command line still wins).
+    const int gpus = visible_gpus();
+    if (gpus > 0 && !device_chosen(argc, argv)) {
+      device_id_ = local_rank_ % gpus;
+      setenv("KOKKOS_DEVICE_ID", std::to_string(device_id_).c_str(), 1);
+    }
     Kokkos::initialize(argc, argv);
     owns_kokkos_ = true;
+  }
+  if (say) {
+    const char* hint = launcher_local_rank();
+    std::fprintf(stderr, "khalo: rank %d of %d, node-local rank %d (launcher says %s), %s%s\n", world_rank_,
+                 world_size_, local_rank_, hint != nullptr ? hint : "nothing", device_id_ >= 0 ? "GPU " : "backend ",
+                 device_id_ >= 0 ? std::to_string(device_id_).c_str() : Kokkos::DefaultExecutionSpace::name());
   }
 }
 
