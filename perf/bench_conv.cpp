@@ -30,7 +30,7 @@ Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps) {
   std::vector<float> w(static_cast<std::size_t>(C) * C * 27), b(static_cast<std::size_t>(C));
   for (auto& x : w) x = normal(rng);
   for (auto& x : b) x = normal(rng);
-  const auto weights = khalo::nn::ConvWeights<Exec::memory_space>::from_torch(w, b, C, C, 3, 3, 3);
+  const auto weights = khalo::nn::ConvWeights<Exec::memory_space>::from_torch(w, b, C, C, 3, 3, 3, format);
   auto in = khalo::nn::make_activation("in", {1, C, T + 2, H + 2, W}, format);
   auto out = khalo::nn::make_activation("out", {1, C, T, H, W}, format);
   Kokkos::deep_copy(in, 0.5f);

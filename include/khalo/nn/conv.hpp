@@ -280,31 +280,33 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
             }
           }
         }
-        // The edge columns, whose taps reach the zero padding.
-        for (int w = 0; w<width; w += width - 1> 0 ? width - 1 : 1) {
-          if (pad == 0 || (w >= pad && w < width - pad)) continue;
-          float acc[COT];
-          for (int o = 0; o < COT; ++o) acc[o] = bias[co + o];
-          for (int ci = 0; ci < cin; ++ci) {
-            const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
-            for (int kt = 0; kt < KT; ++kt) {
-              for (int kh = 0; kh < KH; ++kh) {
-                const float* x = xbase + ci * sc + kt * l.in.stride[2] + kh * l.in.stride[3];
-                const float* wt = wc + static_cast<std::int64_t>((kt * KH + kh) * KW) * 12;
-                for (int kw = 0; kw < KW; ++kw) {
-                  const int c = w + kw - pad;
-                  // Zero padding adds nothing; the same taps in the same order as the tiles.
-                  const float xv = c >= 0 && c < l.in_width ? x[c] : 0.0f;
-                  KHALO_UNROLL
-                  for (int o = 0; o < COT; ++o) acc[o] += xv * wt[kw * 12 + o / 12 * group + o % 12];
+        // The edge columns (0 and W - 1 for a 3-wide kernel), whose taps reach the zero padding.
+        if constexpr (pad > 0) {
+          for (int e = 0; e < 2; ++e) {
+            const int w = e == 0 ? 0 : width - 1;
+            float acc[COT];
+            for (int o = 0; o < COT; ++o) acc[o] = bias[co + o];
+            for (int ci = 0; ci < cin; ++ci) {
+              const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
+              for (int kt = 0; kt < KT; ++kt) {
+                for (int kh = 0; kh < KH; ++kh) {
+                  const float* x = xbase + ci * sc + kt * l.in.stride[2] + kh * l.in.stride[3];
+                  const float* wt = wc + static_cast<std::int64_t>((kt * KH + kh) * KW) * 12;
+                  for (int kw = 0; kw < KW; ++kw) {
+                    const int c = w + kw - pad;
+                    // Zero padding adds nothing; the same taps in the same order as the tiles.
+                    const float xv = c >= 0 && c < l.in_width ? x[c] : 0.0f;
+                    KHALO_UNROLL
+                    for (int o = 0; o < COT; ++o) acc[o] += xv * wt[kw * 12 + o / 12 * group + o % 12];
+                  }
                 }
               }
             }
-          }
-          for (int o = 0; o < COT; ++o) {
-            float v = acc[o];
-            if (l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w);
-            l.out(n, co0 + o, t, h, w) = v;
+            for (int o = 0; o < COT; ++o) {
+              float v = acc[o];
+              if (l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w);
+              l.out(n, co0 + o, t, h, w) = v;
+            }
           }
         }
       });
