@@ -118,25 +118,45 @@ inline int cin_block(int cin, int taps, int cout_tile) {
 // floor(a / 2) for a >= -2.
 KOKKOS_INLINE_FUNCTION std::int64_t half_floor(std::int64_t a) { return (a + 2) / 2 - 1; }
 
+struct TileItem {
+  int n, t, h, tile;
+};
+
+// One work item per (batch, frame, channel tile, output row), rows fastest: consecutive items
+// share most input rows and all weights. Outputs only, no atomics.
+struct TileItems {
+  int rows, tiles, frames, row_begin, n;
+  TileItems(const ConvLaunch& l, int cout_tile)
+      : rows(l.row_end - l.row_begin),
+        tiles(l.cout_count / cout_tile),
+        frames(l.frames),
+        row_begin(l.row_begin),
+        n(l.out_width > 0 && l.row_end > l.row_begin ? l.n : 0) {}
+  std::int64_t count() const { return static_cast<std::int64_t>(n) * frames * tiles * rows; }
+  KOKKOS_INLINE_FUNCTION TileItem at(std::int64_t item) const {
+    TileItem it{};
+    it.h = row_begin + static_cast<int>(item % rows);
+    item /= rows;
+    it.tile = static_cast<int>(item % tiles);
+    item /= tiles;
+    it.t = static_cast<int>(item % frames);
+    it.n = static_cast<int>(item / frames);
+    return it;
+  }
+};
+
 /// WT output positions x COT output channels per tile; KT x KH x KW taps; UP:
 /// the input is read through a nearest 2x upsampling (Conv2d of the upsampler).
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
 void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin, int pack) {
-  const int rows = L.row_end - L.row_begin;
-  if (rows <= 0 || L.frames <= 0 || L.out_width <= 0) return;
-  const int cot_tiles = L.cout_count / COT;
-  const std::int64_t items = static_cast<std::int64_t>(L.n) * L.frames * cot_tiles * rows;
+  const TileItems tiles(L, COT);
+  if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
   const int cb = cin_block(cin, KT * KH * KW, COT);
   Kokkos::parallel_for(
-      "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t item) {
-        std::int64_t rest = item;
-        const int h = l.row_begin + static_cast<int>(rest % rows);
-        rest /= rows;
-        const int co0 = static_cast<int>(rest % cot_tiles) * COT;
-        rest /= cot_tiles;
-        const int t = static_cast<int>(rest % l.frames);
-        const int n = static_cast<int>(rest / l.frames);
+      "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()), KOKKOS_LAMBDA(const std::int64_t item) {
+        const TileItem it = tiles.at(item);
+        const int n = it.n, t = it.t, h = it.h, co0 = it.tile * COT;
         constexpr int taps = KT * KH * KW;
         const int co = l.cout_begin + co0;  // a tile never straddles two packed groups
         const float* wbase = weight + static_cast<std::int64_t>(co / pack) * taps * cin * pack + co % pack;
@@ -223,20 +243,14 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
 template <int COT, int WT, int KT, int KW, class Exec>
 void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin) {
   constexpr int KH = KW;  // 1x1x1 or 3x3x3
-  const int rows = L.row_end - L.row_begin;
-  if (rows <= 0 || L.frames <= 0 || L.out_width <= 0) return;
-  const int cot_tiles = L.cout_count / COT;
-  const std::int64_t items = static_cast<std::int64_t>(L.n) * L.frames * cot_tiles * rows;
+  const TileItems tiles(L, COT);
+  if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
   Kokkos::parallel_for(
-      "khalo::nn::conv_rows", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t item) {
-        std::int64_t rest = item;
-        const int h = l.row_begin + static_cast<int>(rest % rows);
-        rest /= rows;
-        const int co0 = static_cast<int>(rest % cot_tiles) * COT;
-        rest /= cot_tiles;
-        const int t = static_cast<int>(rest % l.frames);
-        const int n = static_cast<int>(rest / l.frames);
+      "khalo::nn::conv_rows", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()),
+      KOKKOS_LAMBDA(const std::int64_t item) {
+        const TileItem it = tiles.at(item);
+        const int n = it.n, t = it.t, h = it.h, co0 = it.tile * COT;
         constexpr int taps = KT * KH * KW;
         constexpr int pad = KW / 2;
         const int co = l.cout_begin + co0;
