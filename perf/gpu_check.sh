@@ -1,0 +1,496 @@
+#!/usr/bin/env bash
+# khalo on one NVIDIA GPU node: configure, build, run the test suite and the quick benchmarks
+# on the CUDA backend, and keep every log under one folder. Made for one H200 with 16 cores,
+# where the whole run fits in 8 minutes.
+#
+# Usage: perf/gpu_check.sh OUTDIR [options] [-- CTEST-ARGS...]
+#
+#   OUTDIR               where logs and results go (created; existing files are overwritten)
+#   --kokkos-root DIR    an installed CUDA-enabled Kokkos 4.x (default: $Kokkos_ROOT, then $KOKKOS_ROOT)
+#   --arch sm_NN         GPU architecture for nvcc_wrapper (default: nvidia-smi's compute_cap, else sm_90)
+#   --build-dir DIR      build directory (default: build-gpu-check/ in the repository; reused when present)
+#   --jobs N             build parallelism and ctest -j (default: nproc)
+#   --budget SECONDS     wall-clock budget of the whole run (default: 470); each step gets at most what is left
+#   --build-cap SECONDS  most the build step may take (default: 420; raise it with --budget for slow machines)
+#   --skip-build         use the existing build in --build-dir as it is
+#   --build-only         configure and build (including the header self-containment objects), run nothing
+#   --no-gpu-check       do not require a GPU, nvidia-smi or a CUDA-enabled Kokkos: exercises this script on a
+#                        CPU machine with any Kokkos (the tests then run on its host backend)
+#   -h, --help           this text
+#   -- CTEST-ARGS...     passed on to the main ctest step (e.g. -- -R halo to rerun a few tests)
+#
+# Steps (each has a time cap and its own log in OUTDIR/logs/): gpu (nvidia-smi), configure, build
+# (all targets plus khalo_headers_self_contained, so that ctest's compile-only test finds it done),
+# info (khalo-decode --info), ctest (everything but the perf label, JUnit in OUTDIR/ctest-junit.xml),
+# perf (ctest -L perf, JUnit in OUTDIR/perf-junit.xml), bench_conv (build/perf/bench_conv --quick,
+# when built), gpu-after (nvidia-smi once more).
+#
+# Ranks share the GPU (Kokkos maps node-local ranks round-robin onto the visible devices).
+# KHALO_GPU_AWARE_MPI is exported as 1 only when OpenMPI's ompi_info reports CUDA support, else 0;
+# a value already in the environment is kept.
+#
+# OUTDIR then holds: summary.txt (always written: every step's status and seconds, test counts, failed
+# tests), steps.tsv, env.txt, nvidia-smi.txt, nvidia-smi-after.txt, build-info.txt, ctest-junit.xml,
+# perf-junit.xml, bench_conv.json, logs/*.log (one per step) and logs/LastTest*.log (ctest's own).
+# The exit status is 0 when every step passed, 1 when any failed or ran out of time, 2 on bad usage.
+#
+# Example (CUDA 13 needs /usr/local/cuda/bin on PATH; the script adds it when nvcc is not found):
+#   Kokkos_ROOT=/opt/kokkos-cuda perf/gpu_check.sh /tmp/gpu-check
+set -uo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$script_dir/.." && pwd)
+
+usage() {
+  sed -n '2,/^set -uo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+out=""
+kokkos_root=${Kokkos_ROOT:-${KOKKOS_ROOT:-}}
+arch=""
+build_dir=""
+jobs=$(nproc 2>/dev/null || echo 4)
+budget=470
+build_cap=420
+skip_build=0
+build_only=0
+gpu_check=1
+
+ctest_extra=()
+bad_usage() {
+  printf 'gpu_check.sh: %s (see --help)\n' "$*" >&2
+  exit 2
+}
+need_value() {
+  [[ $# -ge 2 && -n "$2" ]] || bad_usage "$1 needs a value"
+}
+while (($# > 0)); do
+  case "$1" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    --kokkos-root)
+      need_value "$@"
+      kokkos_root=$2
+      shift 2
+      ;;
+    --arch)
+      need_value "$@"
+      arch=$2
+      shift 2
+      ;;
+    --build-dir)
+      need_value "$@"
+      build_dir=$2
+      shift 2
+      ;;
+    --jobs)
+      need_value "$@"
+      jobs=$2
+      shift 2
+      ;;
+    --budget)
+      need_value "$@"
+      budget=$2
+      shift 2
+      ;;
+    --build-cap)
+      need_value "$@"
+      build_cap=$2
+      shift 2
+      ;;
+    --skip-build)
+      skip_build=1
+      shift
+      ;;
+    --build-only)
+      build_only=1
+      shift
+      ;;
+    --no-gpu-check)
+      gpu_check=0
+      shift
+      ;;
+    --)
+      shift
+      ctest_extra=("$@")
+      break
+      ;;
+    -*) bad_usage "unknown option: $1" ;;
+    *)
+      [[ -z "$out" ]] || bad_usage "one output folder only (got '$out' and '$1')"
+      out=$1
+      shift
+      ;;
+  esac
+done
+[[ -n "$out" ]] || bad_usage "give the output folder as the first argument"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || bad_usage "--jobs takes a positive number, not '$jobs'"
+[[ "$budget" =~ ^[1-9][0-9]*$ ]] || bad_usage "--budget takes seconds, not '$budget'"
+[[ "$build_cap" =~ ^[1-9][0-9]*$ ]] || bad_usage "--build-cap takes seconds, not '$build_cap'"
+[[ -z "$arch" || "$arch" =~ ^sm_[0-9]+[a-z]?$ ]] || bad_usage "--arch takes sm_NN, not '$arch'"
+
+mkdir -p "$out/logs" || {
+  printf 'gpu_check.sh: cannot create %s\n' "$out" >&2
+  exit 2
+}
+out=$(cd "$out" && pwd)
+build_dir=${build_dir:-$repo/build-gpu-check}
+mkdir -p "$build_dir" && build_dir=$(cd "$build_dir" && pwd)
+
+# ------------------------------------------------------------------------------------------------
+# Steps: each runs under timeout with what is left of the budget (at most its own cap), logs to
+# logs/NN-name.log, and is recorded; a failed step does not stop the later ones, except where a
+# later one cannot run without it (then it is recorded as not run, which counts as a failure).
+
+start=$SECONDS
+deadline=$((start + budget))
+step_no=0
+names=()
+statuses=()
+seconds=()
+logs=()
+notes=()
+warnings=()
+failed=0
+
+record() { # name status seconds log
+  names+=("$1")
+  statuses+=("$2")
+  seconds+=("$3")
+  logs+=("$4")
+  case "$2" in
+    PASS | SKIP) ;;
+    *) failed=1 ;;
+  esac
+  printf '==> %-12s %-8s %4ss  %s\n' "$1" "$2" "$3" "${4#"$out"/}"
+}
+
+# run_step NAME CAP_SECONDS COMMAND...: runs COMMAND with stdout and stderr in the step's log.
+run_step() {
+  local name=$1 cap=$2
+  shift 2
+  step_no=$((step_no + 1))
+  local log
+  log=$(printf '%s/logs/%02d-%s.log' "$out" "$step_no" "$name")
+  local left=$((deadline - SECONDS))
+  if ((left < 5)); then
+    echo "not run: the ${budget}s budget is spent" >"$log"
+    record "$name" NOTRUN 0 "$log"
+    return 1
+  fi
+  local limit=$((cap < left ? cap : left))
+  printf -- '--> %s (limit %ss): %s\n' "$name" "$limit" "$*"
+  {
+    printf '# %s\n# limit %ss, started %s\n' "$*" "$limit" "$(date -u +%FT%TZ)"
+  } >"$log"
+  local t0=$SECONDS rc=0
+  # timeout puts the command in its own process group and signals all of it (mpirun, ranks).
+  timeout --kill-after=15 "$limit" "$@" >>"$log" 2>&1 || rc=$?
+  local took=$((SECONDS - t0))
+  printf '# exit %d after %ss\n' "$rc" "$took" >>"$log"
+  if ((rc == 0)); then
+    record "$name" PASS "$took" "$log"
+  elif ((rc == 124 || rc == 137)); then
+    record "$name" TIMEOUT "$took" "$log"
+  else
+    record "$name" "FAIL($rc)" "$took" "$log"
+  fi
+  return "$rc"
+}
+
+skip_step() { # name reason
+  step_no=$((step_no + 1))
+  local log
+  log=$(printf '%s/logs/%02d-%s.log' "$out" "$step_no" "$1")
+  echo "skipped: $2" >"$log"
+  record "$1" SKIP 0 "$log"
+  notes+=("$1: skipped: $2")
+}
+
+notrun_step() { # name reason: a step that should have run and could not
+  step_no=$((step_no + 1))
+  local log
+  log=$(printf '%s/logs/%02d-%s.log' "$out" "$step_no" "$1")
+  echo "not run: $2" >"$log"
+  record "$1" NOTRUN 0 "$log"
+  notes+=("$1: not run: $2")
+}
+
+# "N tests failed out of M" and the failed tests' names, from a ctest log. These and
+# write_summary run from the EXIT trap, which shellcheck does not follow (SC2317).
+# shellcheck disable=SC2317
+ctest_counts() {
+  grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" 2>/dev/null | tail -n1
+}
+# shellcheck disable=SC2317
+ctest_failures() {
+  sed -n '/^The following tests FAILED:/,/^Errors while running CTest/p' "$1" 2>/dev/null |
+    grep -vE '^(The following tests FAILED:|Errors while running CTest)' || true
+}
+
+ctest_logs=()
+# shellcheck disable=SC2317
+write_summary() {
+  local rc=$?
+  local total=$((SECONDS - start))
+  {
+    printf 'khalo GPU check: %s\n' "$([[ $failed -eq 0 ]] && echo PASS || echo FAIL)"
+    printf 'finished %s on %s after %ss (budget %ss)\n' "$(date -u +%FT%TZ)" "$(uname -n)" "$total" "$budget"
+    printf 'commit    %s\n' "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+      [[ -n "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (+ local changes)'
+    )"
+    printf 'kokkos    %s (devices: %s; arch: %s)\n' "${kokkos_root:-?}" "${kokkos_devices:-?}" "${kokkos_arch:-?}"
+    printf 'gpu       %s\n' "${gpu_name:-none}"
+    printf 'arch      %s\n' "${arch:-?}"
+    printf 'compiler  %s\n' "${cxx:-default}"
+    printf 'gpu-aware MPI: KHALO_GPU_AWARE_MPI=%s\n' "${KHALO_GPU_AWARE_MPI:-unset}"
+    if [[ -s "$out/build-info.txt" ]]; then
+      printf 'build     %s\n' "$(head -n1 "$out/build-info.txt")"
+    fi
+    printf '\n%-12s %-9s %6s  %s\n' step status seconds log
+    local i
+    for i in "${!names[@]}"; do
+      printf '%-12s %-9s %6s  %s\n' "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${logs[$i]#"$out"/}"
+    done
+    for i in "${ctest_logs[@]}"; do
+      local counts
+      counts=$(ctest_counts "$i")
+      printf '\n%s: %s\n' "${i#"$out"/}" "${counts:-no ctest summary line (interrupted?)}"
+      ctest_failures "$i"
+    done
+    if ((${#warnings[@]} > 0)); then
+      printf '\nwarnings:\n'
+      printf '  %s\n' "${warnings[@]}"
+    fi
+    if ((${#notes[@]} > 0)); then
+      printf '\nnotes:\n'
+      printf '  %s\n' "${notes[@]}"
+    fi
+    if ((rc != 0 && failed == 0)); then
+      printf '\nthe script itself stopped with exit %d\n' "$rc"
+    fi
+  } >"$out/summary.txt"
+  {
+    printf 'step\tstatus\tseconds\tlog\n'
+    local j
+    for j in "${!names[@]}"; do
+      printf '%s\t%s\t%s\t%s\n' "${names[$j]}" "${statuses[$j]}" "${seconds[$j]}" "${logs[$j]#"$out"/}"
+    done
+  } >"$out/steps.tsv"
+  printf '\n'
+  cat "$out/summary.txt"
+  if ((failed != 0 || rc != 0)); then
+    exit 1
+  fi
+  exit 0
+}
+trap write_summary EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------------------------------------
+# The environment.
+
+if [[ "$(id -u)" -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# Plain text in the logs and the JUnit files.
+export GTEST_COLOR=no
+
+# nvcc_wrapper calls plain `nvcc`.
+if ! command -v nvcc >/dev/null 2>&1; then
+  for d in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
+    if [[ -n "$d" && -x "$d/bin/nvcc" ]]; then
+      export PATH="$d/bin:$PATH"
+      break
+    fi
+  done
+fi
+
+gpu_name=""
+gpu_cap=""
+if command -v nvidia-smi >/dev/null 2>&1; then
+  gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+  gpu_cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ')
+fi
+if [[ -z "$arch" ]]; then
+  if [[ "$gpu_cap" =~ ^([0-9]+)\.([0-9]+)$ ]]; then
+    arch="sm_${BASH_REMATCH[1]}${BASH_REMATCH[2]}"
+  else
+    arch=sm_90
+    [[ $gpu_check -eq 1 ]] && warnings+=("nvidia-smi gave no compute capability: assuming $arch")
+  fi
+fi
+export NVCC_WRAPPER_DEFAULT_ARCH=$arch
+
+# The Kokkos install: its backends and GPU architecture, from its CMake package.
+kokkos_devices=""
+kokkos_arch=""
+kokkos_cfg=""
+if [[ -n "$kokkos_root" ]]; then
+  for f in "$kokkos_root"/lib*/cmake/Kokkos/KokkosConfigCommon.cmake "$kokkos_root"/cmake/KokkosConfigCommon.cmake; do
+    if [[ -f "$f" ]]; then
+      kokkos_cfg=$f
+      break
+    fi
+  done
+fi
+if [[ -n "$kokkos_cfg" ]]; then
+  kokkos_devices=$(sed -n 's/^set(Kokkos_DEVICES \(.*\))$/\1/p' "$kokkos_cfg" | head -n1)
+  kokkos_arch=$(sed -n 's/^set(Kokkos_ARCH \(.*\))$/\1/p' "$kokkos_cfg" | head -n1)
+  kokkos_cuda_arch=$(sed -n 's/^ *set(Kokkos_CUDA_ARCHITECTURES \([0-9]*\))$/\1/p' "$kokkos_cfg" | head -n1)
+fi
+has_cuda=0
+[[ ";$kokkos_devices;" == *";CUDA;"* ]] && has_cuda=1
+
+if [[ -z "${KHALO_GPU_AWARE_MPI:-}" ]]; then
+  KHALO_GPU_AWARE_MPI=0
+  if command -v ompi_info >/dev/null 2>&1 &&
+    ompi_info --parsable --all 2>/dev/null | grep -q '^mca:mpi:base:param:mpi_built_with_cuda_support:value:true$'; then
+    KHALO_GPU_AWARE_MPI=1
+  fi
+fi
+export KHALO_GPU_AWARE_MPI
+
+cxx=""
+if ((has_cuda)); then
+  cxx=$kokkos_root/bin/nvcc_wrapper
+fi
+
+{
+  printf 'date: %s\nhost: %s\nrepo: %s\nbuild dir: %s\njobs: %s\nbudget: %ss\n' "$(date -u +%FT%TZ)" \
+    "$(uname -n)" "$repo" "$build_dir" "$jobs" "$budget"
+  printf 'cpus: %s x %s\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | xargs)"
+  printf 'Kokkos_ROOT: %s\nKokkos devices: %s\nKokkos arch: %s (CUDA %s)\n' "$kokkos_root" "$kokkos_devices" \
+    "$kokkos_arch" "${kokkos_cuda_arch:-}"
+  printf 'GPU: %s (compute capability %s) -> %s\n' "${gpu_name:-none}" "${gpu_cap:-?}" "$arch"
+  printf 'KHALO_GPU_AWARE_MPI=%s\n' "$KHALO_GPU_AWARE_MPI"
+  printf 'CUDA_VISIBLE_DEVICES=%s\n' "${CUDA_VISIBLE_DEVICES-<unset>}"
+  printf '\n'
+  command -v nvcc >/dev/null 2>&1 && nvcc --version
+  cmake --version | head -n1
+  mpirun --version 2>&1 | head -n1
+  "${cxx:-${CXX:-c++}}" --version 2>&1 | head -n3
+} >"$out/env.txt" 2>&1
+
+# ------------------------------------------------------------------------------------------------
+# 1. The GPU.
+
+if ((gpu_check)); then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    run_step gpu 30 bash -c 'nvidia-smi && echo && nvidia-smi -q' && cp "${logs[-1]}" "$out/nvidia-smi.txt"
+  else
+    notrun_step gpu "nvidia-smi not found (use --no-gpu-check on a machine without a GPU)"
+  fi
+  if ((has_cuda == 0)); then
+    notrun_step kokkos "no CUDA-enabled Kokkos at '${kokkos_root:-<unset>}' (devices: ${kokkos_devices:-none found});" \
+      "give --kokkos-root or Kokkos_ROOT"
+  elif [[ -n "${kokkos_cuda_arch:-}" && "sm_$kokkos_cuda_arch" != "$arch" ]]; then
+    warnings+=("Kokkos was built for sm_$kokkos_cuda_arch, the GPU is $arch: kernels may not load")
+  fi
+else
+  skip_step gpu "--no-gpu-check"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
+  fi
+fi
+
+# ------------------------------------------------------------------------------------------------
+# 2. Configure and build.
+
+generator=""
+if ((skip_build)); then
+  skip_step configure "--skip-build"
+  skip_step build "--skip-build"
+  [[ -f "$build_dir/CMakeCache.txt" ]] || notes+=("--skip-build, but $build_dir holds no build")
+elif [[ -z "$kokkos_root" ]]; then
+  notrun_step configure "no Kokkos: give --kokkos-root or set Kokkos_ROOT"
+  notrun_step build "not configured"
+else
+  configure=(cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "-DKokkos_ROOT=$kokkos_root"
+    -DKHALO_ENABLE_TESTS=ON -DKHALO_ENABLE_PERF=ON -DKHALO_ENABLE_EXAMPLES=ON)
+  [[ -n "$cxx" ]] && configure+=("-DCMAKE_CXX_COMPILER=$cxx")
+  if run_step configure 120 "${configure[@]}"; then
+    generator=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$build_dir/CMakeCache.txt")
+    keep_going=(-k)
+    [[ "$generator" == Ninja* ]] && keep_going=(-k 0)
+    # Everything, plus the header objects that ctest's headers_self_contained would otherwise
+    # compile one by one. Keep going past errors: the log then lists all of them.
+    run_step build "$build_cap" cmake --build "$build_dir" -j "$jobs" --target all khalo_headers_self_contained \
+      -- "${keep_going[@]}"
+  else
+    notrun_step build "configure failed"
+  fi
+fi
+
+exe() { # the path of a built executable under the build directory, or nothing
+  if [[ -x "$build_dir/$1" ]]; then
+    printf '%s\n' "$build_dir/$1"
+  fi
+}
+
+if ((build_only)); then
+  notes+=("--build-only: nothing was run")
+  exit 0
+fi
+
+# ------------------------------------------------------------------------------------------------
+# 3. What was built, from the program itself.
+
+decode=$(exe src/apps/khalo-decode)
+if [[ -n "$decode" ]]; then
+  # stdout only: a backend's warnings on stderr stay in the log.
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  run_step info 60 bash -c 'set -o pipefail; "$1" --info | tee "$2"' info "$decode" "$out/build-info.txt"
+else
+  notrun_step info "khalo-decode was not built"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# 4. The test suite, then the benchmarks' quick forms.
+
+junit_ok=1
+ctest_minor=$(ctest --version | sed -n 's/^ctest version 3\.\([0-9]*\).*/\1/p')
+if [[ -n "$ctest_minor" && "$ctest_minor" -lt 21 ]]; then
+  junit_ok=0
+  warnings+=("ctest older than 3.21: no JUnit output")
+fi
+run_ctest() { # name cap junit-file ctest-args...
+  local name=$1 cap=$2 junit=$3
+  shift 3
+  local left=$((deadline - SECONDS))
+  local limit=$((cap < left ? cap : left))
+  # ctest stops its own tests 20 s before the step's limit, so that it still writes its reports.
+  local stop
+  stop=$(date -d "@$(($(date +%s) + (limit > 40 ? limit - 20 : limit)))" +%T)
+  local args=(ctest --test-dir "$build_dir" --output-on-failure --stop-time "$stop" "$@")
+  ((junit_ok)) && args+=(--output-junit "$junit")
+  run_step "$name" "$cap" "${args[@]}"
+  local rc=$?
+  ctest_logs+=("${logs[-1]}")
+  return "$rc"
+}
+
+if [[ -f "$build_dir/CTestTestfile.cmake" ]]; then
+  run_ctest ctest 330 "$out/ctest-junit.xml" -LE perf -j "$jobs" --timeout 300 "${ctest_extra[@]}"
+  cp "$build_dir/Testing/Temporary/LastTest.log" "$out/logs/LastTest.ctest.log" 2>/dev/null
+  run_ctest perf 90 "$out/perf-junit.xml" -L perf
+  cp "$build_dir/Testing/Temporary/LastTest.log" "$out/logs/LastTest.perf.log" 2>/dev/null
+else
+  notrun_step ctest "no build in $build_dir"
+  notrun_step perf "no build in $build_dir"
+fi
+
+bench_conv=$(exe perf/bench_conv)
+if [[ -n "$bench_conv" ]]; then
+  run_step bench_conv 90 "$bench_conv" --quick --json "$out/bench_conv.json"
+else
+  skip_step bench_conv "$build_dir/perf/bench_conv was not built"
+fi
+
+if ((gpu_check)) && command -v nvidia-smi >/dev/null 2>&1; then
+  run_step gpu-after 30 nvidia-smi && cp "${logs[-1]}" "$out/nvidia-smi-after.txt"
+fi
+exit 0
