@@ -946,18 +946,31 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   const std::int64_t exchanges = 2 * std::max(opt.warmup, 1) + times[0].reps + times[1].reps;
 
   // ---- Where khalo's time goes: its kernels and regions, through the Kokkos Tools callbacks.
-  khalo_perf::KernelTimer::reset();
-  mpi_timer::wait_s = mpi_timer::post_s = 0;
+  // Per exchange: [0] exchange, [1] pack, [2] unpack, [3] boundary fill, [4] MPI_Waitall,
+  // [5] posting sends and receives; medians over the profiled exchanges (a mean would
+  // take in whatever else the shared machine did during one of them).
+  using KT = khalo_perf::KernelTimer;
+  std::vector<std::vector<double>> parts(7);
   for (int r = 0; r < opt.profile_reps; ++r) {
     BENCH_MPI(MPI_Barrier(comm));
-    khalo_perf::KernelTimer::start();
+    KT::reset();
+    mpi_timer::wait_s = mpi_timer::post_s = 0;
+    KT::start();
     mpi_timer::on = true;
     khalo_exchange();
     mpi_timer::on = false;
-    khalo_perf::KernelTimer::stop();
+    KT::stop();
+    parts[0].push_back(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait"));
+    parts[1].push_back(KT::seconds("khalo::pack"));
+    parts[2].push_back(KT::seconds("khalo::unpack"));
+    parts[3].push_back(KT::seconds("khalo::zero") + KT::seconds("khalo::copy"));
+    parts[4].push_back(mpi_timer::wait_s);
+    parts[5].push_back(mpi_timer::post_s);
+    double rest = parts[0].back();  // [6] host code between the calls
+    for (std::size_t k = 1; k < 6; ++k) rest -= parts[k].back();
+    parts[6].push_back(rest);
   }
-  using KT = khalo_perf::KernelTimer;
-  const double pr = opt.profile_reps;
+  auto part = [&](int k) { return khalo_perf::spread_of(parts[static_cast<std::size_t>(k)]).median; };
   // What packing the same faces costs with a row-wise copy (memcpy of every contiguous run):
   // the yardstick for khalo's pack kernel.
   std::vector<double> row_copy;
@@ -982,18 +995,12 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       row_copy.push_back(MPI_Wtime() - t0);
     }
   }
-  // Per exchange, each the slowest rank's: [0] exchange, [1] pack, [2] unpack, [3] boundary
-  // fill, [4] MPI_Waitall, [5] posting sends and receives, [6] the rest (host code between
-  // the calls), [7] the row-wise copy of the same faces.
-  double breakdown[8] = {(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait")) / pr,
-                         KT::seconds("khalo::pack") / pr,
-                         KT::seconds("khalo::unpack") / pr,
-                         (KT::seconds("khalo::zero") + KT::seconds("khalo::copy")) / pr,
-                         mpi_timer::wait_s / pr,
-                         mpi_timer::post_s / pr,
-                         0.0,
-                         khalo_perf::spread_of(row_copy).median};
-  breakdown[6] = breakdown[0] - breakdown[1] - breakdown[2] - breakdown[3] - breakdown[4] - breakdown[5];
+  // The slowest rank's medians: [0]-[5] as above, [6] the rest (host code between the
+  // calls), [7] the row-wise copy of the same faces.
+  double breakdown[8] = {part(0), part(1), part(2), part(3),
+                         part(4), part(5), 0.0,     khalo_perf::spread_of(row_copy).median};
+  std::vector<double> breakdown_all(8 * static_cast<std::size_t>(nranks));
+  BENCH_MPI(MPI_Gather(breakdown, 8, MPI_DOUBLE, breakdown_all.data(), 8, MPI_DOUBLE, 0, comm));
   BENCH_MPI(MPI_Allreduce(MPI_IN_PLACE, breakdown, 8, MPI_DOUBLE, MPI_MAX, comm));
 
   // ---- Report.
@@ -1058,6 +1065,17 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       j["profile"] = {{"exchange_s", breakdown[0]}, {"pack_s", breakdown[1]},          {"unpack_s", breakdown[2]},
                       {"fill_s", breakdown[3]},     {"mpi_wait_s", breakdown[4]},      {"mpi_post_s", breakdown[5]},
                       {"rest_s", breakdown[6]},     {"row_copy_pack_s", breakdown[7]}, {"reps", opt.profile_reps}};
+      Json ranks = Json::array();  // the same per rank: who waits for whom
+      for (int r = 0; r < nranks; ++r) {
+        const double* v = &breakdown_all[8 * static_cast<std::size_t>(r)];
+        ranks.push_back({{"exchange_s", v[0]},
+                         {"pack_s", v[1]},
+                         {"unpack_s", v[2]},
+                         {"fill_s", v[3]},
+                         {"mpi_wait_s", v[4]},
+                         {"mpi_post_s", v[5]}});
+      }
+      j["profile"]["per_rank"] = ranks;
       j["allocations_while_timed"] = alloc_timed;
       // HaloStats of one exchange on every rank: an open side adds no message and no packed byte.
       Json per_rank = Json::array();
@@ -1077,7 +1095,8 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     records.push_back(j);
   }
   std::printf(
-      "khalo, per exchange (slowest rank each, %d profiled exchanges): pack %.4f ms, unpack %.4f ms, boundary fill "
+      "khalo, per exchange (medians of %d profiled exchanges, slowest rank each): pack %.4f ms, unpack %.4f ms, "
+      "boundary fill "
       "%.4f ms, MPI_Waitall %.4f ms, MPI_Isend/Irecv %.4f ms, the rest %.4f ms, of %.4f ms; split phase: start() "
       "takes %.4f ms\n"
       "  a row-wise copy (memcpy per contiguous run) of the same faces takes %.4f ms: khalo's pack takes %.1fx that\n",
