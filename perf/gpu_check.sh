@@ -7,7 +7,9 @@
 #
 #   OUTDIR               where logs and results go (created; existing files are overwritten)
 #   --kokkos-root DIR    an installed CUDA-enabled Kokkos 4.x (default: $Kokkos_ROOT, then $KOKKOS_ROOT)
-#   --arch sm_NN         GPU architecture for nvcc_wrapper (default: nvidia-smi's compute_cap, else sm_90)
+#   --arch sm_NN         nvcc_wrapper's default architecture, used by CMake's compiler checks (default: the
+#                        GPU's compute_cap from nvidia-smi, else sm_90); the kernels are built for the
+#                        architecture Kokkos was built for, and a mismatch with the GPU is warned about
 #   --build-dir DIR      build directory (default: build-gpu-check/ in the repository; reused when present)
 #   --jobs N             build parallelism and ctest -j (default: nproc)
 #   --budget SECONDS     wall-clock budget of the whole run (default: 470); each step gets at most what is left
@@ -187,7 +189,15 @@ run_step() {
   } >"$log"
   local t0=$SECONDS rc=0
   # timeout puts the command in its own process group and signals all of it (mpirun, ranks).
-  timeout --kill-after=15 "$limit" "$@" >>"$log" 2>&1 || rc=$?
+  # In the background, so that a TERM or INT to this script is handled at once (on_signal),
+  # not after the step ends.
+  timeout --kill-after=15 "$limit" "$@" >>"$log" 2>&1 &
+  running_pid=$!
+  running_name=$name
+  running_log=$log
+  running_t0=$t0
+  wait "$running_pid" || rc=$?
+  running_pid=""
   local took=$((SECONDS - t0))
   printf '# exit %d after %ss\n' "$rc" "$took" >>"$log"
   if ((rc == 0)); then
@@ -286,8 +296,22 @@ write_summary() {
   fi
   exit 0
 }
+# A TERM or INT (an outer timeout, ^C): stop the running step, record it, write the summary.
+running_pid=""
+# shellcheck disable=SC2317
+on_signal() {
+  if [[ -n "$running_pid" ]]; then
+    kill -TERM "$running_pid" 2>/dev/null
+    wait "$running_pid" 2>/dev/null
+    printf '# interrupted by a signal after %ss\n' "$((SECONDS - running_t0))" >>"$running_log"
+    record "$running_name" KILLED "$((SECONDS - running_t0))" "$running_log"
+    running_pid=""
+  fi
+  notes+=("interrupted by a signal")
+  exit 130
+}
 trap write_summary EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
 # ------------------------------------------------------------------------------------------------
 # The environment.
