@@ -2,6 +2,9 @@
 // per layer and in total, GFLOP/s per memory format, for a fixed global shape
 // (strong scaling: run it on 1, 2, 4 ranks and compare) and for a fixed band
 // per rank (weak scaling), and the share of the stage spent in halo exchange.
+// "independent" runs every rank's strong-scaling band as a stage of its own, all
+// at once, without communication: what the machine gives P processes, the bound
+// for the strong-scaling speed-up on it.
 // Layer times come from the stage itself (the slowest rank's); the stage time
 // is the slowest rank's, median over repetitions after a warm-up; halo time is
 // what the ranks spend inside Halo::start and HaloExchange::wait (timed through
@@ -10,6 +13,7 @@
 //   mpirun -np P bench_decoder [--quick] [--channels C] [--frames T] [--height H] [--width W]
 //                              [--rows-per-rank R] [--num-res-blocks B] [--upsample none|upsample2d]
 //                              [--reps N] [--json FILE]
+#include <khalo/decomposition.hpp>
 #include <khalo/nn/decoder_stage.hpp>
 #include <khalo/nn/tensor.hpp>
 #include <khalo/runtime.hpp>
@@ -53,21 +57,28 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   int me = 0, nranks = 1;
   MPI_Comm_rank(comm, &me);
   MPI_Comm_size(comm, &nranks);
-  const std::int64_t H = scaling == "strong" ? cfg.height : static_cast<std::int64_t>(cfg.rows_per_rank) * nranks;
+  // "independent": every rank decodes its band of the strong-scaling input alone (MPI_COMM_SELF),
+  // all at the same time: no halo, no messages. What the machine gives P processes at once,
+  // the bound for the strong-scaling speed-up.
+  const bool alone = scaling == "independent";
+  const MPI_Comm stage_comm = alone ? MPI_COMM_SELF : comm;
+  const std::int64_t H = scaling == "weak" ? static_cast<std::int64_t>(cfg.rows_per_rank) * nranks
+                         : alone           ? khalo::balanced_split(cfg.height, nranks, me).size()
+                                           : cfg.height;
   const std::vector<std::int64_t> shape{1, cfg.channels, cfg.frames, H, cfg.width};
   khalo::nn::StageConfig sc;
   sc.in_dim = sc.out_dim = cfg.channels;
   sc.num_res_blocks = cfg.num_res_blocks;
   sc.upsample = khalo::nn::upsample_from_string(cfg.upsample);
   const auto weights = khalo::nn::StageWeights::random(sc, 7);
-  khalo::nn::DecoderStage stage(comm, weights, format, shape);
+  khalo::nn::DecoderStage stage(stage_comm, weights, format, shape);
   const auto& dec = stage.input_decomposition();
   auto input = khalo::nn::make_activation("input", dec.local_extents(), format);
   khalo::nn::fill_random_input(input, dec, 11);
 
   std::vector<std::string> order;                    // layer names, in stage order
   std::map<std::string, std::vector<double>> layer;  // seconds per run (slowest rank, from the stage)
-  std::map<std::string, double> flops;               // all ranks together
+  std::map<std::string, double> flops;               // all ranks together (of this stage)
   std::vector<double> total, halo, halo_kernels;
   using KT = khalo_perf::KernelTimer;
   for (int r = 0; r < cfg.reps + 1; ++r) {  // the first run is warm-up
@@ -90,6 +101,10 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     halo.push_back(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait"));
     halo_kernels.push_back(KT::seconds("khalo::pack") + KT::seconds("khalo::unpack") + KT::seconds("khalo::zero"));
   }
+  for (const auto& name : order) {  // independent stages: the slowest rank's layer, all ranks' FLOPs
+    layer[name] = khalo_perf::max_over_ranks(layer[name], comm);
+    MPI_Allreduce(MPI_IN_PLACE, &flops[name], 1, MPI_DOUBLE, alone ? MPI_SUM : MPI_MAX, comm);
+  }
   const auto tot = khalo_perf::spread_of(khalo_perf::max_over_ranks(total, comm));
   const auto hal = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo, comm));
   const auto halk = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo_kernels, comm));
@@ -102,9 +117,10 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   std::vector<Json> records;
   if (me != 0) return records;
   const std::string layout = khalo::to_string(format);
-  std::printf("\n== %s, %s scaling, %d rank(s), global input %s, stage %d -> %d, %d residual blocks, upsampler %s\n",
-              layout.c_str(), scaling.c_str(), nranks, shape_text(shape).c_str(), sc.in_dim, sc.out_dim,
-              sc.num_res_blocks + 1, cfg.upsample.c_str());
+  std::printf("\n== %s, %s%s, %d rank(s), %s input %s, stage %d -> %d, %d residual blocks, upsampler %s\n",
+              layout.c_str(), scaling.c_str(), alone ? " (each rank its band alone, all at once)" : " scaling", nranks,
+              alone ? "rank 0's" : "global", shape_text(shape).c_str(), sc.in_dim, sc.out_dim, sc.num_res_blocks + 1,
+              cfg.upsample.c_str());
   std::printf("%-28s %11s %10s\n", "layer", "median ms", "GFLOP/s");
   double all_flops = 0, layer_sum = 0;
   Json base = {{"bench", "decoder_stage"},
@@ -164,7 +180,7 @@ int main(int argc, char** argv) {
   Config cfg;
   bool quick = false;
   std::string json;
-  std::vector<std::string> layouts{"channels_last_3d", "contiguous"}, scalings{"strong", "weak"};
+  std::vector<std::string> layouts{"channels_last_3d", "contiguous"}, scalings{"strong", "weak", "independent"};
   app.add_flag("--quick", quick, "a tiny stage, one repetition (a smoke test)");
   app.add_option("--channels", cfg.channels, "C, in and out of the stage");
   app.add_option("--frames", cfg.frames, "T");
@@ -174,7 +190,8 @@ int main(int argc, char** argv) {
   app.add_option("--num-res-blocks", cfg.num_res_blocks, "the stage has this many + 1 residual blocks");
   app.add_option("--upsample", cfg.upsample, "none or upsample2d")->check(CLI::IsMember({"none", "upsample2d"}));
   app.add_option("--layouts", layouts, "memory formats")->check(CLI::IsMember({"channels_last_3d", "contiguous"}));
-  app.add_option("--scaling", scalings, "strong, weak or both")->check(CLI::IsMember({"strong", "weak"}));
+  app.add_option("--scaling", scalings, "strong, weak, independent (the machine's bound for strong scaling)")
+      ->check(CLI::IsMember({"strong", "weak", "independent"}));
   app.add_option("--reps", cfg.reps, "timed runs of the stage (after one warm-up)")->check(CLI::PositiveNumber);
   app.add_option("--json", json, "write the records here (rank 0)");
   try {
@@ -203,6 +220,7 @@ int main(int argc, char** argv) {
   try {
     for (const auto& layout : layouts) {
       for (const auto& scaling : scalings) {
+        if (scaling == "independent" && runtime.world_size() == 1) continue;  // the same as strong
         auto r = run(cfg, khalo::memory_format_from_string(layout), scaling, MPI_COMM_WORLD);
         records.insert(records.end(), r.begin(), r.end());
       }
