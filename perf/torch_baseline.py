@@ -86,7 +86,7 @@ def layer_flops(name, c_in, c_out, t, h, w):
     return 2.0 * c_out * cin * 27 * t * h * w
 
 
-def bench_decoder(c, t, h, w, num_res_blocks, upsample, layout, threads, scaling, reps):
+def bench_decoder(c, t, h, w, num_res_blocks, upsample, layout, threads, scaling, reps, budget_s=6.0):
     import wan_stage as ws
     torch.set_num_threads(threads)
     params = ws.random_params(7, c, c, num_res_blocks, upsample)
@@ -97,16 +97,20 @@ def bench_decoder(c, t, h, w, num_res_blocks, upsample, layout, threads, scaling
                   for k, v in params.items()}
     per_layer, totals = {}, []
     with torch.no_grad():
-        for r in range(reps + 1):
+        r, runs = 0, reps + 1
+        while r < runs:
             times = {}
             t0 = time.perf_counter()
             stage_layers(x, params, upsample, times)
             dt = time.perf_counter() - t0
-            if r == 0:  # warm-up
+            r += 1
+            if r == 1:  # warm-up; a slow shape (oneDNN's fallback path) gets fewer runs
+                runs = 1 + max(1, min(reps, int(budget_s / dt)))
                 continue
             totals.append(dt)
             for k, v in times.items():
                 per_layer.setdefault(k, []).append(v)
+    reps = len(totals)
     med = lambda v: sorted(v)[len(v) // 2]
     base = {"bench": "torch_decoder_stage", "layout": layout, "threads": threads, "scaling": scaling,
             "shape": [1, c, t, h, w], "in_dim": c, "out_dim": c, "num_res_blocks": num_res_blocks,
