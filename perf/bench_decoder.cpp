@@ -7,9 +7,10 @@
 // for the strong-scaling speed-up on it.
 // Layer times come from the stage itself (the slowest rank's); the stage time
 // is the slowest rank's, median over repetitions after a warm-up; halo time is
-// what the ranks spend inside Halo::start and HaloExchange::wait (timed through
-// the Kokkos Tools region callbacks), i.e. the exchange time that the interior
-// rows did not hide.
+// what the critical rank (the one whose own kernels take longest) spends inside
+// Halo::start and HaloExchange::wait (Kokkos Tools region timer): the exchange
+// time that the interior rows did not hide. A faster rank also waits there for
+// its neighbour; that maximum and the compute imbalance are reported beside it.
 //   mpirun -np P bench_decoder [--quick] [--channels C] [--frames T] [--height H] [--width W]
 //                              [--rows-per-rank R] [--num-res-blocks B] [--upsample none|upsample2d]
 //                              [--reps N] [--json FILE]
@@ -25,6 +26,7 @@
 #include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -79,7 +81,7 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   std::vector<std::string> order;                    // layer names, in stage order
   std::map<std::string, std::vector<double>> layer;  // seconds per run (slowest rank, from the stage)
   std::map<std::string, double> flops;               // all ranks together (of this stage)
-  std::vector<double> total, halo, halo_kernels;
+  std::vector<double> total, halo, halo_kernels, compute;
   using KT = khalo_perf::KernelTimer;
   for (int r = 0; r < cfg.reps + 1; ++r) {  // the first run is warm-up
     KT::reset();
@@ -100,14 +102,48 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     total.push_back(t);
     halo.push_back(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait"));
     halo_kernels.push_back(KT::seconds("khalo::pack") + KT::seconds("khalo::unpack") + KT::seconds("khalo::zero"));
+    double work = 0;  // the stage's own kernels: convolutions, norms, copies
+    for (const auto& [label, sec] : KT::all()) {
+      if (label.rfind("khalo::nn::", 0) == 0) work += sec;
+    }
+    compute.push_back(work);
   }
   for (const auto& name : order) {  // independent stages: the slowest rank's layer, all ranks' FLOPs
     layer[name] = khalo_perf::max_over_ranks(layer[name], comm);
     MPI_Allreduce(MPI_IN_PLACE, &flops[name], 1, MPI_DOUBLE, alone ? MPI_SUM : MPI_MAX, comm);
   }
   const auto tot = khalo_perf::spread_of(khalo_perf::max_over_ranks(total, comm));
-  const auto hal = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo, comm));
-  const auto halk = khalo_perf::spread_of(khalo_perf::max_over_ranks(halo_kernels, comm));
+  // Time inside Halo::start + wait is the exchange plus, on a rank that computes faster, the
+  // wait for its neighbour (the messages complete when both sides are in MPI). The exchange's
+  // cost to the stage is what the critical rank (the one that computes longest) spends there.
+  std::vector<double> critical_halo, critical_kernels, waiting, imbalance;
+  {
+    const std::size_t n = total.size(), P = static_cast<std::size_t>(nranks);
+    std::vector<double> mine;
+    for (std::size_t r = 0; r < n; ++r) mine.insert(mine.end(), {compute[r], halo[r], halo_kernels[r]});
+    std::vector<double> all(mine.size() * P);
+    MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_DOUBLE, all.data(), static_cast<int>(mine.size()),
+                  MPI_DOUBLE, comm);
+    for (std::size_t r = 0; r < n; ++r) {
+      std::size_t crit = 0;
+      double cmin = 1e300, cmax = 0, hmax = 0;
+      for (std::size_t q = 0; q < P; ++q) {
+        const double* v = &all[q * mine.size() + 3 * r];
+        if (v[0] > all[crit * mine.size() + 3 * r]) crit = q;
+        cmin = std::min(cmin, v[0]);
+        cmax = std::max(cmax, v[0]);
+        hmax = std::max(hmax, v[1]);
+      }
+      critical_halo.push_back(all[crit * mine.size() + 3 * r + 1]);
+      critical_kernels.push_back(all[crit * mine.size() + 3 * r + 2]);
+      waiting.push_back(hmax);
+      imbalance.push_back(cmin > 0 ? cmax / cmin - 1.0 : 0.0);
+    }
+  }
+  const auto hal = khalo_perf::spread_of(critical_halo);
+  const auto halk = khalo_perf::spread_of(critical_kernels);
+  const auto halmax = khalo_perf::spread_of(waiting);
+  const auto imb = khalo_perf::spread_of(imbalance);
   const khalo::HaloStats hs = stage.halo_stats();
   std::int64_t sent = hs.bytes_sent, messages = hs.messages;
   MPI_Allreduce(MPI_IN_PLACE, &sent, 1, MPI_INT64_T, MPI_MAX, comm);
@@ -150,10 +186,11 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   std::printf("%-28s %11.2f %10.1f   (q1..q3 %.2f..%.2f ms; layers sum to %.2f ms)\n", "total (stage)",
               tot.median * 1e3, all_flops / tot.median * 1e-9, tot.q1 * 1e3, tot.q3 * 1e3, layer_sum * 1e3);
   std::printf(
-      "halo exchange: %.2f ms per stage, %.1f%% of it (inside Halo::start + wait, slowest rank; of which pack/unpack/"
-      "fill kernels %.2f ms); %.0f KiB in %.0f messages per stage on the busiest rank\n",
-      hal.median * 1e3, 100.0 * hal.median / tot.median, halk.median * 1e3, static_cast<double>(sent) / runs / 1024.0,
-      static_cast<double>(messages) / runs);
+      "halo exchange on the critical rank (the one that computes longest): %.2f ms per stage, %.1f%% of it (of which "
+      "pack/unpack/fill kernels %.2f ms); up to %.2f ms on a rank that also waits for its neighbour (compute "
+      "imbalance between ranks %.0f%%); %.0f KiB in %.0f messages per stage on the busiest rank\n",
+      hal.median * 1e3, 100.0 * hal.median / tot.median, halk.median * 1e3, halmax.median * 1e3, 100.0 * imb.median,
+      static_cast<double>(sent) / runs / 1024.0, static_cast<double>(messages) / runs);
   Json j = base;
   j["layer"] = "total";
   j["median_s"] = tot.median;
@@ -165,6 +202,8 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   j["halo_s"] = hal.median;
   j["halo_fraction"] = hal.median / tot.median;
   j["halo_kernels_s"] = halk.median;
+  j["halo_max_s"] = halmax.median;
+  j["compute_imbalance"] = imb.median;
   j["halo_bytes_per_stage"] = static_cast<double>(sent) / runs;
   j["halo_messages_per_stage"] = static_cast<double>(messages) / runs;
   records.push_back(j);

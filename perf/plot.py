@@ -142,17 +142,23 @@ def decoder_tables(out, dec, torch_dec):
             rows.append([layout, scaling, p, "x".join(str(v) for v in r["shape"]), "%.1f" % (r["median_s"] * 1e3),
                          "%.1f" % r["gflops"], "%.2f" % speed, "%.2f" % bound if bound else "-",
                          "%.2f%%" % (100 * r["halo_fraction"]), "%.1f" % (r["halo_s"] * 1e3),
+                         "%.1f" % (r["halo_max_s"] * 1e3) if "halo_max_s" in r else "-",
+                         "%.0f%%" % (100 * r["compute_imbalance"]) if "compute_imbalance" in r else "-",
                          "%.1f" % (tr[0]["median_s"] * 1e3) if tr else "-",
                          "%.1f" % tr[0]["gflops"] if tr else "-",
                          "%.2f" % (tr[0]["median_s"] / r["median_s"]) if tr else "-"])
     out.table("Decoder stage: total per rank count (khalo P ranks x 1 thread; PyTorch P threads)",
               ["layout", "scaling", "P", "input", "khalo ms", "GFLOP/s", "t(1)/t(P)", "machine bound",
-               "halo share", "halo ms", "torch ms", "torch GFLOP/s", "torch/khalo"], rows,
+               "halo share", "halo ms", "halo ms with waiting", "compute imbalance", "torch ms", "torch GFLOP/s",
+               "torch/khalo"], rows,
               "strong: the same global input on P ranks, t(1)/t(P) is the speed-up; weak: the same rows per rank, "
               "t(1)/t(P) is the efficiency (1 is ideal); independent: every rank decodes its band of the strong "
               "input alone (no halo, no messages), all at once, so t(1)/t(P) there is what this machine gives P "
               "processes: the bound for the strong speed-up (column machine bound). 'input' is the global input, "
-              "rank 0's band for independent. P = 4 runs oversubscribed on 2 cores (for information).")
+              "rank 0's band for independent. halo: time inside Halo::start + wait of the critical rank (the one "
+              "whose own kernels take longest), its share of the stage; with waiting: the most any rank spends there, "
+              "waiting for a slower neighbour included; compute imbalance: slowest / fastest rank's kernels - 1. "
+              "P = 4 runs oversubscribed on 2 cores (for information).")
     lrows = []
     for (layout, scaling), rs in sorted(groups.items()):
         if scaling != "strong":
