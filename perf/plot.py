@@ -208,7 +208,7 @@ def plots(res, halo, dec, torch_dec):
         plt.close(fig)
         written.append(path)
         fig, ax = plt.subplots(figsize=(10, 4))
-        for layout, mark in (("contiguous", "o"), ("channels_last_3d", "s"), ("layout_right", "^")):
+        for color, (layout, mark) in enumerate((("contiguous", "o"), ("channels_last_3d", "s"), ("layout_right", "^"))):
             for scheme in ("khalo", "mpi_datatype"):
                 pts = []
                 for r in halo:
@@ -218,8 +218,8 @@ def plots(res, halo, dec, torch_dec):
                                x["ranks"] == r["ranks"] and x["scheme"] == "raw_mpi")
                     pts.append((r["message_bytes"] / 1024, r["median_s"] / raw["median_s"]))
                 if pts:
-                    ax.scatter(*zip(*pts), marker=mark, label="%s, %s" % (scheme, layout),
-                               facecolors="none" if scheme == "mpi_datatype" else None)
+                    ax.scatter(*zip(*pts), marker=mark, label="%s, %s" % (scheme, layout), edgecolors="C%d" % color,
+                               facecolors="none" if scheme == "mpi_datatype" else "C%d" % color)
         ax.axhline(TARGET_VS_RAW, color="k", ls="--", lw=1, label="target 1.25x")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -248,7 +248,7 @@ def plots(res, halo, dec, torch_dec):
                 r = [x for x in dec if x["layout"] == layout and x["scaling"] == "independent" and
                      x["ranks"] == p and x["layer"] == "total"]
                 if r:
-                    labels.append("%d bands\nalone, at once" % p)
+                    labels.append("%d bands\nalone" % p)
                     ys.append(r[0]["median_s"] * 1e3)
                     colors.append("tab:gray")
             for t in sorted({r["threads"] for r in torch_dec}):
