@@ -19,6 +19,7 @@ quick=()
 build=${KHALO_PERF_BUILD_DIR:-build-perf}
 results=perf/results
 [[ ${#quick[@]} -gt 0 ]] && results=$build/quick-results
+cores=$(nproc)  # before OMP_NUM_THREADS=1, which nproc obeys
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 # KHALO_PERF_NICE=-15 (root): the benchmarks take the CPUs from other jobs on a shared machine.
 prio=()
@@ -29,9 +30,9 @@ python=/usr/bin/python3
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKHALO_ENABLE_PERF=ON -DKHALO_ENABLE_TESTS=OFF \
   -DKHALO_ENABLE_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target bench_conv bench_io bench_halo bench_decoder >/dev/null
+cmake --build "$build" -j "$cores" --target bench_conv bench_io bench_halo bench_decoder >/dev/null
 mkdir -p "$results"
-echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
+echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $cores cores;" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date -u +%FT%TZ); results in $results"
 
 echo "== khalo conv3d 3x3x3, 1 rank"
