@@ -186,12 +186,13 @@ class Halo {
     detail::validate(dec_, spec_, types_, shapes);
     Plan plan;
     plan.phases = detail::build_phases(dec_, spec_, types_, shapes, !stage_);
+    detail::agree_in_place(comm_.get(), plan.phases);
     allocate(plan);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
   }
 
   // One send and one receive buffer, big enough for the largest phase; a rank
-  // whose messages are all direct (or that has no neighbour) allocates nothing.
+  // whose messages all go in place (or that has no neighbour) allocates nothing.
   void allocate(Plan& plan) {
     std::size_t send = 0;
     std::size_t recv = 0;
@@ -199,10 +200,10 @@ class Halo {
       std::size_t s = 0;
       std::size_t r = 0;
       for (auto& m : ph.sends) {
-        if (!m.direct) m.buffer_offset = std::exchange(s, detail::align_up(s + m.bytes, 64));
+        if (!m.in_place()) m.buffer_offset = std::exchange(s, detail::align_up(s + m.bytes, 64));
       }
       for (auto& m : ph.recvs) {
-        if (!m.direct) m.buffer_offset = std::exchange(r, detail::align_up(r + m.bytes, 64));
+        if (!m.in_place()) m.buffer_offset = std::exchange(r, detail::align_up(r + m.bytes, 64));
       }
       send = std::max(send, s);
       recv = std::max(recv, r);
@@ -240,16 +241,14 @@ class Halo {
     auto& b = current_->buffers;
     unsigned char* recv_base = stage_ ? b.recv_host.data() : b.recv.data();
     for (const auto& m : ph.recvs) {
-      const auto& s0 = m.segments.front();
-      void* ptr = m.direct
-                      ? field_bytes(s0.field) + s0.walk.base * static_cast<std::int64_t>(types_[s0.field].elem_size)
-                      : static_cast<void*>(recv_base + m.buffer_offset);
-      requests_.emplace_back();
-      KHALO_MPI_CHECK(
-          MPI_Irecv(ptr, static_cast<int>(m.bytes), MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
+      if (m.in_place()) {
+        for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
+      } else {
+        post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
+      }
     }
     for (const auto& m : ph.sends) {
-      if (m.direct) continue;
+      if (m.in_place()) continue;
       for (const auto& s : m.segments) {
         types_[s.field].kernels->pack(exec, field_bytes(s.field), s.walk, b.send.data() + m.buffer_offset + s.offset);
         ++stats_.faces_packed;
@@ -264,16 +263,31 @@ class Halo {
     }
     unsigned char* send_base = stage_ ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
-      const auto& s0 = m.segments.front();
-      const void* ptr =
-          m.direct ? field_bytes(s0.field) + s0.walk.base * static_cast<std::int64_t>(types_[s0.field].elem_size)
-                   : static_cast<const void*>(send_base + m.buffer_offset);
-      requests_.emplace_back();
-      KHALO_MPI_CHECK(
-          MPI_Isend(ptr, static_cast<int>(m.bytes), MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
-      ++stats_.messages;
+      if (m.in_place()) {
+        for (const auto& r : m.runs) post(MPI_Isend, field_bytes(r.field) + r.offset, r.bytes, m);
+        stats_.messages += static_cast<std::int64_t>(m.runs.size());
+      } else {
+        post(MPI_Isend, send_base + m.buffer_offset, static_cast<int>(m.bytes), m);
+        ++stats_.messages;
+      }
       stats_.bytes_sent += static_cast<std::int64_t>(m.bytes);
     }
+    // Sides without a neighbour: filled while the messages fly. They touch
+    // only ghost layers no message reads or writes.
+    for (const auto& fill : ph.fills) {
+      const auto& k = *types_[static_cast<std::size_t>(fill.field)].kernels;
+      if (fill.boundary == Boundary::zero) {
+        k.zero(exec, field_bytes(fill.field), fill.ghost);
+      } else {
+        for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
+      }
+    }
+  }
+
+  template <class Post, class Ptr>
+  void post(Post mpi_post, Ptr* ptr, int bytes, const detail::Message& m) {
+    requests_.emplace_back();
+    KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
   }
 
   void end_phase(const Exec& exec) {
@@ -285,17 +299,9 @@ class Halo {
     if (stage_ && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
     for (const auto& m : ph.recvs) {
       stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (m.direct) continue;
+      if (m.in_place()) continue;
       for (const auto& s : m.segments) {
         types_[s.field].kernels->unpack(exec, field_bytes(s.field), s.walk, b.recv.data() + m.buffer_offset + s.offset);
-      }
-    }
-    for (const auto& fill : ph.fills) {
-      const auto& k = *types_[static_cast<std::size_t>(fill.field)].kernels;
-      if (fill.boundary == Boundary::zero) {
-        k.zero(exec, field_bytes(fill.field), fill.ghost);
-      } else {
-        for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
       }
     }
   }

@@ -68,6 +68,46 @@ TEST(HaloStats, ContiguousFacesAreNotPacked) {
   EXPECT_EQ(halo.stats().bytes_sent, neighbours(dec, 3) * 2 * 4 * 6 * static_cast<std::int64_t>(sizeof(double)));
 }
 
+TEST(HaloStats, LargeRunsGoInPlaceOneMessageEach) {
+  // NDHWC, D = 3: an H face is 3 runs of W * C floats = 64 KiB, far apart. Each goes
+  // to MPI as its own message, straight from and into the View: no pack, no buffer.
+  const std::int64_t C = 128, D = 3, W = 128;
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 2 * world_size() + 1, W});
+  const HaloSpec spec(1);
+  auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  halo.exchange(Exec(), v);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "in-place runs"), 0);
+  const int n = neighbours(dec, 3);
+  EXPECT_EQ(halo.stats().faces_packed, 0);
+  EXPECT_EQ(halo.stats().allocations, 0);
+  EXPECT_EQ(halo.stats().messages, n * D);
+  EXPECT_EQ(halo.stats().bytes_sent, n * D * W * C * static_cast<std::int64_t>(sizeof(float)));
+}
+
+// NDHWC with the W stride padded on odd ranks only: an even rank's H face is one
+// run, an odd rank's is W runs. The runs are what travels, so both sides must see
+// that they disagree and pack; the data still arrives right.
+TEST(HaloStats, RanksThatCutAFaceDifferentlyBothPack) {
+  const std::int64_t C = 16384, W = 2;  // a run of C floats is 64 KiB
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, 1, 2 * world_size() + 1, W});
+  const HaloSpec spec(1);
+  const Index e = khalo::test::local_extents(dec, spec);
+  const std::int64_t pad = world_rank() % 2 == 1 ? 16 : 0;
+  const auto H = static_cast<std::size_t>(e[3]);
+  const auto sw = static_cast<std::size_t>(C + pad);
+  Kokkos::LayoutStride layout(1, H * W * sw, static_cast<std::size_t>(C), 1, 1, H * W * sw, H, W * sw, W, sw);
+  Kokkos::View<float*****, Kokkos::LayoutStride> v("v", layout);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  halo.exchange(Exec(), v);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "padded on odd ranks"), 0);
+  const int n = neighbours(dec, 3);
+  EXPECT_EQ(halo.stats().messages, n);
+  EXPECT_EQ(halo.stats().faces_packed, world_size() > 1 ? n : 0);
+}
+
 TEST(HaloStats, NewShapeBuildsOnceAndIsCached) {
   const HaloSpec spec(1);
   auto run = [&](std::int64_t h) {

@@ -14,6 +14,7 @@
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -81,14 +82,47 @@ struct Segment {
   std::size_t bytes = 0;
 };
 
+/// A range of one field's memory that MPI reads or writes in place.
+struct Run {
+  int field = 0;
+  std::int64_t offset = 0;  // bytes from the field's data pointer
+  int bytes = 0;
+};
+
 struct Message {
   int peer = MPI_PROC_NULL;
   int tag = 0;
   std::vector<Segment> segments;
   std::size_t bytes = 0;
-  bool direct = false;            // one contiguous block: MPI reads or writes the View itself
-  std::size_t buffer_offset = 0;  // in the phase's send or receive buffer, when not direct
+  std::vector<Run> runs;          // when not empty: one MPI message per run, in place, no pack
+  std::size_t buffer_offset = 0;  // in the phase's send or receive buffer, when packed
+  bool in_place() const { return !runs.empty(); }
 };
+
+/// Below this many bytes per run, one packed message costs less than a
+/// message per run (a message costs microseconds; 64 KiB take ~20 us to copy).
+inline constexpr std::int64_t kMinInPlaceRunBytes = 64 * 1024;
+
+/// The runs of \p m if it can go to MPI in place: every block's runs are
+/// gap-free and either the message is a single run or every run is large.
+template <class Exec>
+std::vector<Run> in_place_runs(const Message& m, const std::vector<FieldType<Exec>>& types) {
+  std::vector<Run> runs;
+  std::int64_t smallest = INT64_MAX;
+  for (const auto& s : m.segments) {
+    const BlockWalk& w = s.walk;
+    if (w.count == 0) continue;
+    if (w.run_stride() != 1) return {};
+    const auto elem = static_cast<std::int64_t>(types[static_cast<std::size_t>(s.field)].elem_size);
+    const std::int64_t bytes = w.run_length() * elem;
+    smallest = std::min(smallest, bytes);
+    for (std::int64_t r = 0; r < w.count / w.run_length(); ++r) {
+      runs.push_back({s.field, w.run_offset(r) * elem, static_cast<int>(bytes)});
+    }
+  }
+  if (runs.size() > 1 && smallest < kMinInPlaceRunBytes) return {};
+  return runs;
+}
 
 /// Ghost layers filled locally on a side without a neighbour.
 struct Fill {
@@ -103,6 +137,47 @@ struct Phase {
   std::vector<Message> recvs;
   std::vector<Fill> fills;
 };
+
+/// Collective with the neighbours: a message goes in place only where its
+/// sender and its receiver cut it into the same runs (their strides may
+/// differ, e.g. padded Views), since the runs are what travels; elsewhere
+/// both sides pack. Each side sends the run sizes it would use to the peer.
+inline void agree_in_place(MPI_Comm comm, std::vector<Phase>& phases) {
+  constexpr int kBaseTag = 4096;  // above the exchange's tags (2 per split dimension)
+  auto signature = [](const Message& m) {
+    std::vector<std::int64_t> sig{static_cast<std::int64_t>(m.runs.size())};
+    for (const auto& r : m.runs) sig.push_back(r.bytes);
+    return sig;
+  };
+  struct Side {
+    Message* m;
+    int send_tag;  // my signature goes out with this tag,
+    int recv_tag;  // the peer's comes back with this one
+    std::vector<std::int64_t> mine;
+  };
+  std::vector<Side> sides;
+  for (auto& ph : phases) {
+    for (auto& m : ph.sends) sides.push_back({&m, kBaseTag + 2 * m.tag, kBaseTag + 2 * m.tag + 1, signature(m)});
+    for (auto& m : ph.recvs) sides.push_back({&m, kBaseTag + 2 * m.tag + 1, kBaseTag + 2 * m.tag, signature(m)});
+  }
+  std::vector<MPI_Request> requests(sides.size());
+  for (std::size_t i = 0; i < sides.size(); ++i) {
+    KHALO_MPI_CHECK(MPI_Isend(sides[i].mine.data(), static_cast<int>(sides[i].mine.size()), MPI_INT64_T,
+                              sides[i].m->peer, sides[i].send_tag, comm, &requests[i]));
+  }
+  for (auto& side : sides) {
+    MPI_Status status;
+    KHALO_MPI_CHECK(MPI_Probe(side.m->peer, side.recv_tag, comm, &status));
+    int count = 0;
+    KHALO_MPI_CHECK(MPI_Get_count(&status, MPI_INT64_T, &count));
+    std::vector<std::int64_t> theirs(static_cast<std::size_t>(count));
+    KHALO_MPI_CHECK(MPI_Recv(theirs.data(), count, MPI_INT64_T, side.m->peer, side.recv_tag, comm, MPI_STATUS_IGNORE));
+    if (theirs != side.mine) side.m->runs.clear();
+  }
+  if (!requests.empty()) {
+    KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  }
+}
 
 template <class MemSpace>
 struct Buffers {
@@ -169,11 +244,11 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
         m.bytes = s.offset + s.bytes;
         m.segments.push_back(s);
       }
-      m.direct = zero_copy && m.segments.size() == 1 && m.segments[0].walk.contiguous();
       if (m.bytes > static_cast<std::size_t>(INT_MAX)) {
         throw std::invalid_argument("khalo::Halo: a halo message of " + std::to_string(m.bytes) +
                                     " bytes exceeds MPI's int count");
       }
+      if (zero_copy) m.runs = in_place_runs(m, types);
       return m;
     };
     Phase& ph = phases[p];
