@@ -19,7 +19,10 @@
 // (128^3 doubles per rank; 1, 2 or 3 split dimensions, periodic; 1 or 8 fields).
 // Time of a scheme = the slowest rank's time for one exchange; median over
 // repetitions after warm-up. Within every repetition the schemes take turns, so
-// that the machine's load hits them alike. Every scheme's halo is checked once per
+// that the machine's load hits them alike, and each runs twice in a row and is timed
+// the second time: every scheme is timed with its own data and buffers in cache, the
+// state raw_mpi's limit assumes (timing them cold, right after another scheme has
+// swept the cache, favoured whichever scheme ran second on the same data). Every scheme's halo is checked once per
 // case against khalo's, and khalo's against the expected values; a wrong halo
 // fails the run (exit 1).
 //   mpirun -np 2 bench_halo [--quick] [--only wan|hpc] [--case TEXT] [--reps R]
@@ -44,6 +47,8 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -890,7 +895,8 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   khalo_exchange();
   const khalo::HaloStats one = halo.stats();
   const std::int64_t want_bytes = geo.send_elems * F * static_cast<std::int64_t>(sizeof(T));
-  std::int64_t stats_bad = (one.messages != geo.messages || one.bytes_sent != want_bytes ||
+  // khalo sends one message per neighbour, or one per run where a face's runs go in place.
+  std::int64_t stats_bad = (one.messages < geo.messages || one.bytes_sent != want_bytes ||
                             one.bytes_received != want_bytes || one.bytes_packed > want_bytes || one.allocations != 0)
                                ? 1
                                : 0;
@@ -934,16 +940,25 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   }
   first = khalo_perf::max_over_ranks(first, comm);
   for (std::size_t s = 0; s < times.size(); ++s) {
-    const int fit = static_cast<int>(opt.budget_s / std::max(first[s], 1e-9));
+    const int fit = static_cast<int>(opt.budget_s / std::max(2 * first[s], 1e-9));
     times[s].reps = std::max(std::min(opt.reps, fit), std::min(opt.reps, opt.min_reps));
   }
   for (int r = 0; r < opt.reps; ++r) {
-    for (auto& st : times) {
-      if (r < st.reps) run_scheme(st, true);
+    // A new order every repetition, the same on every rank: what ran before a scheme
+    // changes its time (in a fixed cycle, the scheme after raw_mpi was 1.3-1.5x slower).
+    std::vector<std::size_t> order(times.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::shuffle(order.begin(), order.end(), std::mt19937(static_cast<unsigned>(r)));
+    for (std::size_t k : order) {
+      auto& st = times[k];
+      if (r < st.reps) {
+        run_scheme(st, false);
+        run_scheme(st, true);
+      }
     }
   }
-  const khalo::HaloStats timed = halo.stats();  // 2 * reps exchanges (blocking and split)
-  const std::int64_t exchanges = 2 * std::max(opt.warmup, 1) + times[0].reps + times[1].reps;
+  const khalo::HaloStats timed = halo.stats();  // each timed repetition runs twice
+  const std::int64_t exchanges = 2 * (std::max(opt.warmup, 1) + times[0].reps + times[1].reps);
 
   // ---- Where khalo's time goes: its kernels and regions, through the Kokkos Tools callbacks.
   // Per exchange: [0] exchange, [1] pack, [2] unpack, [3] boundary fill, [4] MPI_Waitall,
