@@ -171,6 +171,7 @@ struct DecoderStage::Impl {
   MemoryFormat format;
   std::int64_t N, T, H, W, rows, first_row;
   MPI_Comm comm;
+  bool more_chunks = false;  // another chunk follows the current one: keep the causal caches
 
   struct Block {
     int cin, cout;
@@ -258,10 +259,13 @@ struct DecoderStage::Impl {
       l.cout_count = w.cout;
       conv(exec, l, w);
     });
-    // The cache: the last two input frames (with the cache itself in front when the chunk has one frame).
-    copy_frames(exec, buf, frames, strided(in.cache), 0, 2, static_cast<int>(N), cin, static_cast<int>(rows + 2),
-                static_cast<int>(W));
-    in.cached = true;
+    // The cache: the last two input frames (with the cache itself in front when the chunk has one frame),
+    // for the next chunk only: after the last one nobody reads it.
+    if (more_chunks) {
+      copy_frames(exec, buf, frames, strided(in.cache), 0, 2, static_cast<int>(N), cin, static_cast<int>(rows + 2),
+                  static_cast<int>(W));
+      in.cached = true;
+    }
   }
 };
 
@@ -397,6 +401,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
   int out_frame = 0;
   for (std::size_t k = 0; k < sizes.size(); ++k) {
     const int T = sizes[k];
+    m.more_chunks = k + 1 < sizes.size();
     const bool first_chunk = k == 0;
     auto report = [&](const std::string& name, double t0, double flops, const Activation<>* out, int frames, int row0) {
       exec.fence();
@@ -468,9 +473,11 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
           l.cout_count = C;
           conv(exec, l, *m.time_conv);
         }
-        copy_frames(exec, xt, T, strided(m.xt.cache), 0, 2, static_cast<int>(m.N), C, static_cast<int>(m.rows),
-                    static_cast<int>(m.W));
-        m.xt.cached = true;
+        if (m.more_chunks) {
+          copy_frames(exec, xt, T, strided(m.xt.cache), 0, 2, static_cast<int>(m.N), C, static_cast<int>(m.rows),
+                      static_cast<int>(m.W));
+          m.xt.cached = true;
+        }
         report("upsamplers.0.time_conv", t0, 2.0 * m.N * T * m.rows * m.W * 2 * C * m.time_conv->macs_per_output(),
                &m.up_in, 2 * T, 1);
         conv_in = m.up_in;

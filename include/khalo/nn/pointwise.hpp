@@ -3,12 +3,15 @@
 /// Pointwise parts of the stage: RMS norm over channels fused with SiLU, and
 /// frame copies for the causal cache.
 
+#include <khalo/detail/block.hpp>
 #include <khalo/detail/math.hpp>
+#include <khalo/detail/strides.hpp>
 #include <khalo/nn/tensor.hpp>
 
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
+#include <vector>
 
 namespace khalo::nn {
 
@@ -42,53 +45,38 @@ void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gam
 
 namespace detail {
 
-// Calls f(n, c, t, h, w) for t in [0, count) over N x C x H x W, one work item each.
-template <class Exec, class F>
-void for_each_frame_element(const Exec& exec, const char* label, int N, int C, int count, int H, int W, F f) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * C * count * H * W;
-  Kokkos::parallel_for(
-      label, Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % count);
-        r /= count;
-        const int c = static_cast<int>(r % C);
-        f(static_cast<int>(r / C), c, t, h, w);
-      });
+// Frames [first, first + count) of \p s over N x C x H x W, walked in \p order (slowest
+// first). The block kernels copy whole runs of memory; a walk in logical order (w
+// fastest) strode a channels-last tensor C floats per element and took a third of the stage.
+inline khalo::detail::BlockWalk frame_walk(const Strided5& s, const std::vector<int>& order, int first, int count,
+                                           int N, int C, int H, int W, bool merge) {
+  const khalo::detail::Extents strides(s.stride.data(), s.stride.data() + 5);
+  const khalo::detail::Block block{{0, 0, first, 0, 0}, {N, C, count, H, W}};
+  return khalo::detail::make_walk(strides, order, block, merge);
 }
 
-struct CopyFrame {
-  Strided5 src, dst;
-  int from, to;
-  KOKKOS_INLINE_FUNCTION void operator()(int n, int c, int t, int h, int w) const {
-    dst(n, c, to + t, h, w) = src(n, c, from + t, h, w);
-  }
-};
-
-struct ZeroFrame {
-  Strided5 dst;
-  int from;
-  KOKKOS_INLINE_FUNCTION void operator()(int n, int c, int t, int h, int w) const { dst(n, c, from + t, h, w) = 0.0f; }
-};
+inline std::vector<int> order_of(const Strided5& s) {
+  return khalo::detail::order_by_stride(khalo::detail::Extents(s.stride.data(), s.stride.data() + 5), {0, 1, 2, 3, 4});
+}
 
 }  // namespace detail
 
 /// Copies frames [from, from + count) of \p src onto frames [to, to + count) of
-/// \p dst, over N x C x H x W (the causal cache).
+/// \p dst, over N x C x H x W (the causal cache). Any two memory formats.
 template <class Exec>
 void copy_frames(const Exec& exec, Strided5 src, int from, Strided5 dst, int to, int count, int N, int C, int H,
                  int W) {
-  detail::for_each_frame_element(exec, "khalo::nn::copy_frames", N, C, count, H, W,
-                                 detail::CopyFrame{src, dst, from, to});
+  // Both walks in dst's order, unmerged: element i of one is element i of the other.
+  const auto order = detail::order_of(dst);
+  khalo::detail::copy_block(exec, src.data, detail::frame_walk(src, order, from, count, N, C, H, W, false), dst.data,
+                            detail::frame_walk(dst, order, to, count, N, C, H, W, false));
 }
 
 /// Sets frames [from, from + count) of \p dst to zero over N x C x H x W.
 template <class Exec>
 void zero_frames(const Exec& exec, Strided5 dst, int from, int count, int N, int C, int H, int W) {
-  detail::for_each_frame_element(exec, "khalo::nn::zero_frames", N, C, count, H, W, detail::ZeroFrame{dst, from});
+  khalo::detail::zero_block(exec, dst.data,
+                            detail::frame_walk(dst, detail::order_of(dst), from, count, N, C, H, W, true));
 }
 
 }  // namespace khalo::nn
