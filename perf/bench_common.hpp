@@ -6,8 +6,11 @@
 // costs what. Kernel times are exact on host backends, where a parallel_for
 // returns when it is done; on a GPU they would only time the launches.
 
+#include <khalo/runtime.hpp>
+
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -121,6 +124,15 @@ inline std::string cpu_model() {
     }
   }
   return "unknown CPU";
+}
+
+/// Writes \p records as a JSON list to \p path, each with the CPU and the build beside its numbers.
+inline void write_records(const std::string& path, std::vector<nlohmann::json> records) {
+  for (auto& r : records) {
+    r["cpu"] = cpu_model();
+    r["build"] = khalo::build_info();
+  }
+  std::ofstream(path) << nlohmann::json(records).dump(1) << "\n";
 }
 
 }  // namespace khalo_perf

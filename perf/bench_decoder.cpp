@@ -268,12 +268,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_decoder: %s\n", e.what());
     status = 1;
   }
-  if (root && status == 0 && !json.empty()) {
-    for (auto& r : records) {
-      r["cpu"] = khalo_perf::cpu_model();
-      r["build"] = khalo::build_info();
-    }
-    std::ofstream(json) << Json(records).dump(1) << "\n";
-  }
+  if (root && status == 0 && !json.empty()) khalo_perf::write_records(json, std::move(records));
   return status;
 }
