@@ -150,7 +150,7 @@ struct ConvRun {
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  for (int width : {5, 19, 33, 40, 70}) {
+  for (int width : {5, 16, 19, 32, 33, 40, 70}) {
     v.push_back({24, 24, 3, 3, 3, 2, 3, width});                // contiguous: 24 x 16 or 12 x 32 tiles
     v.push_back({12, 48, 3, 3, 3, 1, 2, width, false, true});   // 48-channel tiles, residual
     v.push_back({16, 36, 1, 1, 1, 2, 2, width});                // shortcut

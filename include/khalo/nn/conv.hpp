@@ -232,14 +232,35 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
       });
 }
 
+// One input channel's taps on a row tile: acc[o][j] += w[o, tap] * x[tap row][j + kw].
+template <int COT, int WT, int KT, int KH, int KW>
+KOKKOS_FORCEINLINE_FUNCTION void row_tile_taps(float (&acc)[COT][WT], const float* xc, std::int64_t st, std::int64_t sh,
+                                               const float* wc, std::int64_t group) {
+  for (int kt = 0; kt < KT; ++kt) {
+    for (int kh = 0; kh < KH; ++kh) {
+      for (int kw = 0; kw < KW; ++kw) {
+        const float* x = xc + kt * st + kh * sh + kw;
+        const float* wv = wc + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * 12;
+        KHALO_UNROLL
+        for (int o = 0; o < COT; ++o) {
+          const float wo = wv[o / 12 * group + o % 12];
+          for (int j = 0; j < WT; ++j) acc[o][j] += wo * x[j];
+        }
+      }
+    }
+  }
+}
+
 /// Contiguous rows (unit stride along W in input and output): COT output
 /// channels x WT output positions per tile, vectorized along W (the channels-last
-/// tile above would read its inputs a whole plane apart). Tiles cover columns
-/// [1, W - 1), where no tap reaches the padding, the last one shifted left to
-/// stay inside the row (overlapping columns are recomputed in the same order: the
-/// same bits); columns 0 and W - 1 take a per-column path. All input channels go
-/// in one pass (no partial sums in the output), so every store is unconditional:
-/// a conditional one makes GCC keep the accumulators in memory.
+/// tile above would read its inputs a whole plane apart). Tiles cover the row, the
+/// last one shifted left to stay inside it (overlapping columns are recomputed in
+/// the same order: the same bits). A tile whose taps reach past the row's ends
+/// reads, per input channel, a copy of its input rows with zeros on the outside:
+/// the same loop for every tile, where a scalar per-column path for the two edge
+/// columns was one dependent FMA chain and cost a third of a 64-wide row. All
+/// input channels go in one pass (no partial sums in the output), so every store
+/// is unconditional: a conditional one makes GCC keep the accumulators in memory.
 template <int COT, int WT, int KT, int KW, class Exec>
 void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin) {
   constexpr int KH = KW;  // 1x1x1 or 3x3x3
@@ -253,6 +274,7 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
         const int n = it.n, t = it.t, h = it.h, co0 = it.tile * COT;
         constexpr int taps = KT * KH * KW;
         constexpr int pad = KW / 2;
+        constexpr int span = WT + 2 * pad;  // input columns a tile reads
         const int co = l.cout_begin + co0;
         // COT is a multiple of the packing (12): channel o of the tile is in group o / 12.
         const std::int64_t group = static_cast<std::int64_t>(taps) * cin * 12;
@@ -260,28 +282,33 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
         const std::int64_t sc = l.in.stride[1];
         const float* xbase = l.in.data + n * l.in.stride[0] + t * l.in.stride[2] + h * l.in.stride[3];
         const int width = l.out_width;
-        for (int wt = pad; wt < width - pad; wt += WT) {
-          const int w0 = wt + WT <= width - pad ? wt : width - pad - WT;
+        float edge[KT * KH * span];  // the zero-padded input rows of one channel, for edge tiles
+        for (int wt = 0; wt < width; wt += WT) {
+          const int w0 = wt + WT <= width ? wt : width - WT;
+          const bool padded = w0 - pad < 0 || w0 + WT + pad > width;
           float acc[COT][WT];
           for (int o = 0; o < COT; ++o)
             for (int j = 0; j < WT; ++j) acc[o][j] = bias[co + o];
           // Input channels outermost: one channel's taps read 3 frames x 3 rows that lie close
           // together; taps outermost would stride a whole plane per channel (TLB and prefetch misses).
-          for (int ci = 0; ci < cin; ++ci) {
-            const float* xc = xbase + ci * sc + (w0 - pad);
-            const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
-            for (int kt = 0; kt < KT; ++kt) {
-              for (int kh = 0; kh < KH; ++kh) {
-                for (int kw = 0; kw < KW; ++kw) {
-                  const float* x = xc + kt * l.in.stride[2] + kh * l.in.stride[3] + kw;
-                  const float* wv = wc + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * 12;
-                  KHALO_UNROLL
-                  for (int o = 0; o < COT; ++o) {
-                    const float wo = wv[o / 12 * group + o % 12];
-                    for (int j = 0; j < WT; ++j) acc[o][j] += wo * x[j];
-                  }
+          // Two copies of the loop: a branch inside it made GCC keep the accumulators in memory.
+          const float* x0 = xbase + (w0 - pad);
+          if (!padded) {
+            for (int ci = 0; ci < cin; ++ci) {
+              row_tile_taps<COT, WT, KT, KH, KW>(acc, x0 + ci * sc, l.in.stride[2], l.in.stride[3],
+                                                 wbase + static_cast<std::int64_t>(ci) * taps * 12, group);
+            }
+          } else {
+            for (int ci = 0; ci < cin; ++ci) {
+              const float* xc = x0 + ci * sc;
+              for (int r = 0; r < KT * KH; ++r)
+                for (int j = 0; j < span; ++j) {
+                  const int c = w0 - pad + j;
+                  edge[r * span + j] =
+                      c >= 0 && c < width ? xc[r / KH * l.in.stride[2] + r % KH * l.in.stride[3] + j] : 0.0f;
                 }
-              }
+              row_tile_taps<COT, WT, KT, KH, KW>(acc, edge, KH * span, span,
+                                                 wbase + static_cast<std::int64_t>(ci) * taps * 12, group);
             }
           }
           for (int o = 0; o < COT; ++o) {
@@ -291,35 +318,6 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
               for (int j = 0; j < WT; ++j) y[j] = acc[o][j] + r[j];
             } else {
               for (int j = 0; j < WT; ++j) y[j] = acc[o][j];
-            }
-          }
-        }
-        // The edge columns (0 and W - 1 for a 3-wide kernel), whose taps reach the zero padding.
-        if constexpr (pad > 0) {
-          for (int e = 0; e < 2; ++e) {
-            const int w = e == 0 ? 0 : width - 1;
-            float acc[COT];
-            for (int o = 0; o < COT; ++o) acc[o] = bias[co + o];
-            for (int ci = 0; ci < cin; ++ci) {
-              const float* wc = wbase + static_cast<std::int64_t>(ci) * taps * 12;
-              for (int kt = 0; kt < KT; ++kt) {
-                for (int kh = 0; kh < KH; ++kh) {
-                  const float* x = xbase + ci * sc + kt * l.in.stride[2] + kh * l.in.stride[3];
-                  const float* wt = wc + static_cast<std::int64_t>((kt * KH + kh) * KW) * 12;
-                  for (int kw = 0; kw < KW; ++kw) {
-                    const int c = w + kw - pad;
-                    // Zero padding adds nothing; the same taps in the same order as the tiles.
-                    const float xv = c >= 0 && c < l.in_width ? x[c] : 0.0f;
-                    KHALO_UNROLL
-                    for (int o = 0; o < COT; ++o) acc[o] += xv * wt[kw * 12 + o / 12 * group + o % 12];
-                  }
-                }
-              }
-            }
-            for (int o = 0; o < COT; ++o) {
-              float v = acc[o];
-              if (l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w);
-              l.out(n, co0 + o, t, h, w) = v;
             }
           }
         }
@@ -336,10 +334,8 @@ void conv_dispatch(const Exec& exec, const ConvLaunch& l, const float* w, const 
     const bool rows_fit = l.in.stride[4] == 1 && l.out.stride[4] == 1 &&
                           (l.residual.data == nullptr || l.residual.stride[4] == 1) && l.in_width == l.out_width;
     if (rows_fit && pack == 12 && l.cout_begin % 12 == 0) {
-      if (l.cout_count % 12 == 0 && l.out_width >= 32 + 2 * (KW / 2))
-        return conv_kernel_rows<12, 32, KT, KW>(exec, l, w, b, cin);
-      if (l.cout_count % 24 == 0 && l.out_width >= 16 + 2 * (KW / 2))
-        return conv_kernel_rows<24, 16, KT, KW>(exec, l, w, b, cin);
+      if (l.cout_count % 12 == 0 && l.out_width >= 32) return conv_kernel_rows<12, 32, KT, KW>(exec, l, w, b, cin);
+      if (l.cout_count % 24 == 0 && l.out_width >= 16) return conv_kernel_rows<24, 16, KT, KW>(exec, l, w, b, cin);
     }
   }
   switch (channel_tile(g)) {
