@@ -71,7 +71,9 @@ class [[nodiscard]] HaloExchange {
 /// Each View holds, along every split dimension d, `spec.of(d).low` ghost
 /// layers, its owned layers, then `spec.of(d).high` ghost layers; other
 /// dimensions are whole. Several Views (of any element type and layout)
-/// travel together, one message per neighbour. The plan must outlive any
+/// travel together, one packed message per neighbour; a face of a few large
+/// contiguous runs goes in place instead, one message per run, where both
+/// neighbours cut it into the same runs. The plan must outlive any
 /// HaloExchange it starts and must not be moved while one is in flight.
 template <class Exec = Kokkos::DefaultExecutionSpace, class MemSpace = typename Exec::memory_space>
 class Halo {

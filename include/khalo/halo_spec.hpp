@@ -64,7 +64,7 @@ struct HaloStats {
   std::int64_t bytes_packed = 0;    ///< bytes those kernels wrote
   std::int64_t bytes_sent = 0;      ///< bytes handed to MPI for sending
   std::int64_t bytes_received = 0;  ///< bytes received from MPI
-  std::int64_t messages = 0;        ///< messages sent
+  std::int64_t messages = 0;        ///< MPI messages sent (a face sent in place as k runs counts k)
   std::int64_t allocations = 0;     ///< buffers allocated (device and host staging)
 };
 
