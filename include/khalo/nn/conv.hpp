@@ -119,24 +119,28 @@ inline int cin_block(int cin, int taps, int cout_tile) {
 KOKKOS_INLINE_FUNCTION std::int64_t half_floor(std::int64_t a) { return (a + 2) / 2 - 1; }
 
 struct TileItem {
-  int n, t, h, tile;
+  int n, t, h, h_end, tile;
 };
 
-// One work item per (batch, frame, channel tile, output row), rows fastest: consecutive items
-// share most input rows and all weights. Outputs only, no atomics.
+// One work item per (batch, frame, channel tile, group of output rows), rows fastest:
+// consecutive items share most input rows and all weights. Outputs only, no atomics.
 struct TileItems {
-  int rows, tiles, frames, row_begin, n;
-  TileItems(const ConvLaunch& l, int cout_tile)
+  int rows, group, tiles, frames, row_begin, n;
+  TileItems(const ConvLaunch& l, int cout_tile, int rows_per_item = 1)
       : rows(l.row_end - l.row_begin),
+        group(rows_per_item),
         tiles(l.cout_count / cout_tile),
         frames(l.frames),
         row_begin(l.row_begin),
         n(l.out_width > 0 && l.row_end > l.row_begin ? l.n : 0) {}
-  std::int64_t count() const { return static_cast<std::int64_t>(n) * frames * tiles * rows; }
+  int groups() const { return (rows + group - 1) / group; }
+  std::int64_t count() const { return static_cast<std::int64_t>(n) * frames * tiles * groups(); }
   KOKKOS_INLINE_FUNCTION TileItem at(std::int64_t item) const {
+    const int g = (rows + group - 1) / group;
     TileItem it{};
-    it.h = row_begin + static_cast<int>(item % rows);
-    item /= rows;
+    it.h = row_begin + static_cast<int>(item % g) * group;
+    it.h_end = it.h + group < row_begin + rows ? it.h + group : row_begin + rows;
+    item /= g;
     it.tile = static_cast<int>(item % tiles);
     item /= tiles;
     it.t = static_cast<int>(item % frames);
@@ -145,86 +149,107 @@ struct TileItems {
   }
 };
 
+// Rows per work item for a kernel whose weights are read in input-channel blocks: as many
+// as keep their partial sums in a quarter of L2, so that a block's weights are read from L2
+// for each of those rows (with one row per item, C = 384 re-read 2 MiB of weights per row
+// from L3), unless that leaves fewer than 4 items per thread. Depends on the launch and the
+// backend only, not on the data.
+template <class Exec>
+int rows_per_item(const Exec& exec, const ConvLaunch& l, int cout_tile) {
+  const int rows = l.row_end - l.row_begin;
+  const std::int64_t base = static_cast<std::int64_t>(l.n) * l.frames * (l.cout_count / cout_tile);
+  const std::int64_t want = 4 * static_cast<std::int64_t>(exec.concurrency());
+  if (rows <= 0 || base <= 0 || l.out_width <= 0) return 1;
+  const std::int64_t groups = base >= want ? 1 : (want + base - 1) / base;
+  std::int64_t group = (rows + groups - 1) / (groups < rows ? groups : rows);
+  const std::int64_t fit = (256 * 1024 / 4) / (static_cast<std::int64_t>(l.out_width) * cout_tile);
+  if (group > fit) group = fit > 1 ? fit : 1;
+  return static_cast<int>(group);
+}
+
 /// WT output positions x COT output channels per tile; KT x KH x KW taps; UP:
 /// the input is read through a nearest 2x upsampling (Conv2d of the upsampler).
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
 void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin, int pack) {
-  const TileItems tiles(L, COT);
+  const TileItems tiles(L, COT, rows_per_item(exec, L, COT));
   if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
   const int cb = cin_block(cin, KT * KH * KW, COT);
   Kokkos::parallel_for(
       "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()), KOKKOS_LAMBDA(const std::int64_t item) {
         const TileItem it = tiles.at(item);
-        const int n = it.n, t = it.t, h = it.h, co0 = it.tile * COT;
+        const int n = it.n, t = it.t, co0 = it.tile * COT;
         constexpr int taps = KT * KH * KW;
         const int co = l.cout_begin + co0;  // a tile never straddles two packed groups
         const float* wbase = weight + static_cast<std::int64_t>(co / pack) * taps * cin * pack + co % pack;
         const std::int64_t sc = l.in.stride[1], sw = l.in.stride[4];
-        // Input channels in blocks whose weights stay in cache for the whole row; the partial
-        // sums wait in the output between blocks.
+        // Input channels in blocks whose weights stay in cache for all the item's rows; the
+        // partial sums wait in the output between blocks.
         for (int c0 = 0; c0 < cin; c0 += cb) {
           const int c1 = c0 + cb < cin ? c0 + cb : cin;
-          for (int w0 = 0; w0 < l.out_width; w0 += WT) {
-            const bool full_tile = w0 + WT <= l.out_width;
-            float acc[WT][COT];
-            if (c0 == 0) {
-              for (int i = 0; i < WT; ++i)
-                for (int o = 0; o < COT; ++o) acc[i][o] = bias[co + o];
-            } else {
-              for (int i = 0; i < WT; ++i)
-                for (int o = 0; o < COT; ++o) acc[i][o] = w0 + i < l.out_width ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
-            }
-            for (int kt = 0; kt < KT; ++kt) {
-              for (int kh = 0; kh < KH; ++kh) {
-                // The input row of this tap (with the ghost row at index 0 for KH = 3).
-                std::int64_t in_row = h + kh;
-                if (UP) in_row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
-                const float* xrow =
-                    l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
-                for (int kw = 0; kw < KW; ++kw) {
-                  const float* wk = wbase + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * pack;
-                  std::int64_t col[WT];
-                  bool valid[WT];
-                  for (int i = 0; i < WT; ++i) {
-                    const std::int64_t c = UP ? half_floor(w0 + i - 1 + kw) : w0 + i + kw - (KW / 2);
-                    valid[i] = c >= 0 && c < l.in_width && w0 + i < l.out_width;
-                    col[i] = valid[i] ? c : 0;
-                  }
-                  // No padding under this tap of this tile: plain loads the compiler can schedule freely.
-                  const bool interior =
-                      !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
-                  if (interior) {
-                    const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
-                    for (int ci = c0; ci < c1; ++ci) {
-                      const float* x = x0 + ci * sc;
-                      const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
-                      KHALO_UNROLL
-                      for (int i = 0; i < WT; ++i) {
-                        const float xv = x[i * sw];
-                        for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
-                      }
+          for (int h = it.h; h < it.h_end; ++h) {
+            for (int w0 = 0; w0 < l.out_width; w0 += WT) {
+              const bool full_tile = w0 + WT <= l.out_width;
+              float acc[WT][COT];
+              if (c0 == 0) {
+                for (int i = 0; i < WT; ++i)
+                  for (int o = 0; o < COT; ++o) acc[i][o] = bias[co + o];
+              } else {
+                for (int i = 0; i < WT; ++i)
+                  for (int o = 0; o < COT; ++o)
+                    acc[i][o] = w0 + i < l.out_width ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
+              }
+              for (int kt = 0; kt < KT; ++kt) {
+                for (int kh = 0; kh < KH; ++kh) {
+                  // The input row of this tap (with the ghost row at index 0 for KH = 3).
+                  std::int64_t in_row = h + kh;
+                  if (UP) in_row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
+                  const float* xrow =
+                      l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
+                  for (int kw = 0; kw < KW; ++kw) {
+                    const float* wk = wbase + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * pack;
+                    std::int64_t col[WT];
+                    bool valid[WT];
+                    for (int i = 0; i < WT; ++i) {
+                      const std::int64_t c = UP ? half_floor(w0 + i - 1 + kw) : w0 + i + kw - (KW / 2);
+                      valid[i] = c >= 0 && c < l.in_width && w0 + i < l.out_width;
+                      col[i] = valid[i] ? c : 0;
                     }
-                  } else {
-                    for (int ci = c0; ci < c1; ++ci) {
-                      const float* x = xrow + ci * sc;
-                      const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
-                      KHALO_UNROLL
-                      for (int i = 0; i < WT; ++i) {
-                        const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
-                        for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                    // No padding under this tap of this tile: plain loads the compiler can schedule freely.
+                    const bool interior =
+                        !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
+                    if (interior) {
+                      const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
+                      for (int ci = c0; ci < c1; ++ci) {
+                        const float* x = x0 + ci * sc;
+                        const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                        KHALO_UNROLL
+                        for (int i = 0; i < WT; ++i) {
+                          const float xv = x[i * sw];
+                          for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                        }
+                      }
+                    } else {
+                      for (int ci = c0; ci < c1; ++ci) {
+                        const float* x = xrow + ci * sc;
+                        const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                        KHALO_UNROLL
+                        for (int i = 0; i < WT; ++i) {
+                          const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
+                          for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+                        }
                       }
                     }
                   }
                 }
               }
-            }
-            const bool last = c1 == cin;
-            for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
-              for (int o = 0; o < COT; ++o) {
-                float v = acc[i][o];
-                if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
-                l.out(n, co0 + o, t, h, w0 + i) = v;
+              const bool last = c1 == cin;
+              for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
+                for (int o = 0; o < COT; ++o) {
+                  float v = acc[i][o];
+                  if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
+                  l.out(n, co0 + o, t, h, w0 + i) = v;
+                }
               }
             }
           }
