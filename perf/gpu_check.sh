@@ -210,23 +210,16 @@ run_step() {
   return "$rc"
 }
 
-skip_step() { # name reason
+unrun_step() { # name status what reason: a step that does not run, with its log and note
   step_no=$((step_no + 1))
   local log
   log=$(printf '%s/logs/%02d-%s.log' "$out" "$step_no" "$1")
-  echo "skipped: $2" >"$log"
-  record "$1" SKIP 0 "$log"
-  notes+=("$1: skipped: $2")
+  echo "$3: $4" >"$log"
+  record "$1" "$2" 0 "$log"
+  notes+=("$1: $3: $4")
 }
-
-notrun_step() { # name reason: a step that should have run and could not
-  step_no=$((step_no + 1))
-  local log
-  log=$(printf '%s/logs/%02d-%s.log' "$out" "$step_no" "$1")
-  echo "not run: $2" >"$log"
-  record "$1" NOTRUN 0 "$log"
-  notes+=("$1: not run: $2")
-}
+skip_step() { unrun_step "$1" SKIP skipped "$2"; }              # name reason: left out on purpose
+notrun_step() { unrun_step "$1" NOTRUN "not run" "$2"; }        # name reason: should have run, could not
 
 # "N tests failed out of M" and the failed tests' names, from a ctest log. These and
 # write_summary run from the EXIT trap, which shellcheck does not follow (SC2317).
