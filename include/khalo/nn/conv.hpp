@@ -106,11 +106,14 @@ namespace detail {
 #define KHALO_UNROLL
 #endif
 
+// A quarter of a typical 1 MiB L2, in floats: the budget of a kernel's reused working set.
+inline constexpr std::int64_t kL2QuarterFloats = 256 * 1024 / 4;
+
 // Input channels per block: a block's weights for one output-channel tile (taps x block x
 // tile floats) fit in a quarter of a typical 1 MiB L2, so they are read from cache for every
 // W tile of the row. It depends on the shapes only: the summation order is the same on every rank.
 inline int cin_block(int cin, int taps, int cout_tile) {
-  const int fit = (256 * 1024 / 4) / (taps * cout_tile);
+  const int fit = static_cast<int>(kL2QuarterFloats / (taps * cout_tile));
   const int block = fit < 8 ? 8 : fit / 8 * 8;
   return block < cin ? block : cin;
 }
@@ -162,7 +165,7 @@ int rows_per_item(const Exec& exec, const ConvLaunch& l, int cout_tile) {
   if (rows <= 0 || base <= 0 || l.out_width <= 0) return 1;
   const std::int64_t groups = base >= want ? 1 : (want + base - 1) / base;
   std::int64_t group = (rows + groups - 1) / (groups < rows ? groups : rows);
-  const std::int64_t fit = (256 * 1024 / 4) / (static_cast<std::int64_t>(l.out_width) * cout_tile);
+  const std::int64_t fit = kL2QuarterFloats / (static_cast<std::int64_t>(l.out_width) * cout_tile);
   if (group > fit) group = fit > 1 ? fit : 1;
   return static_cast<int>(group);
 }
