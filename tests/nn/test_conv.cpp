@@ -156,6 +156,9 @@ std::vector<Case> cases() {
     v.push_back({16, 36, 1, 1, 1, 2, 2, width});                // shortcut
     v.push_back({12, 24, 3, 1, 1, 2, 2, width, false, false});  // time_conv
   }
+  for (int width : {8, 19, 64}) {
+    v.push_back({100, 48, 3, 3, 3, 1, 2, width, false, true});  // several input-channel blocks, residual
+  }
   v.push_back({12, 48, 3, 1, 1, 2, 2, 40, false, false, 24, 24});  // the second half of time_conv's channels
   v.push_back({10, 6, 3, 3, 3, 2, 3, 37});                         // no tile divides: one channel at a time
   v.push_back({12, 24, 1, 3, 3, 1, 3, 7, true});                   // upsampler Conv2d, 2x rows and columns
