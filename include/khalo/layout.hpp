@@ -3,6 +3,7 @@
 /// Memory layouts of Kokkos Views: stride order, memory format (design.md 5.1),
 /// dense allocation in a given order or like another View, contiguity queries.
 
+#include <khalo/detail/huge_pages.hpp>
 #include <khalo/detail/strides.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -184,7 +185,17 @@ Kokkos::View<DataType, Kokkos::LayoutStride, MemorySpace> allocate(const std::st
     throw std::invalid_argument("khalo::allocate: " + std::to_string(extents.size()) + " extents for a rank-" +
                                 std::to_string(static_cast<int>(V::rank)) + " View");
   }
-  return V(Kokkos::view_alloc(label), dense_layout(extents, order));
+  if constexpr (std::is_same_v<MemorySpace, Kokkos::HostSpace>) {
+    // Large host tensors get huge pages (see advise_huge_pages): the advice must come
+    // before the first touch, so the View is zeroed after it, not by its constructor.
+    V v(Kokkos::view_alloc(label, Kokkos::WithoutInitializing), dense_layout(extents, order));
+    const std::size_t bytes = v.span() * sizeof(typename V::value_type);
+    if (bytes >= 2 * detail::kHugePageBytes) detail::advise_huge_pages(v.data(), bytes);
+    Kokkos::deep_copy(v, typename V::value_type{});
+    return v;
+  } else {
+    return V(Kokkos::view_alloc(label), dense_layout(extents, order));
+  }
 }
 
 /// Allocates a dense View in the same memory format as \p like, with \p like's

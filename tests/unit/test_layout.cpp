@@ -72,6 +72,20 @@ TEST(Layout, AllocationInAnOrderReproducesStrides) {
   EXPECT_THROW(khalo::allocate<float**>("bad", {2, 3}, StrideOrder{0, 0}), std::invalid_argument);
 }
 
+// Large host Views are allocated uninitialized (to advise huge pages before the first touch)
+// and zeroed by khalo: a View allocated where a freed one left ones behind must read zero.
+TEST(Layout, AllocationStartsZeroedSmallOrLarge) {
+  for (const Index& shape : {Index{1, 3, 4, 5, 6}, Index{1, 64, 4, 64, 130}}) {  // 1.4 KiB, 8.1 MiB
+    for (int round = 0; round < 3; ++round) {
+      auto v = khalo::allocate<float*****, Kokkos::HostSpace>("v", shape, MemoryFormat::channels_last_3d);
+      const float* p = v.data();
+      const auto n = static_cast<std::ptrdiff_t>(v.span());
+      EXPECT_EQ(std::count(p, p + n, 0.0f), n) << "shape " << shape[1] << ", round " << round;
+      Kokkos::deep_copy(v, 1.0f);
+    }
+  }
+}
+
 // Inference must give a format whose dense strides are the View's; where
 // several formats store a shape identically (size-1 extents), the declared
 // layout's, then contiguous, wins.
