@@ -86,10 +86,12 @@ struct ConvWeights {
 
 /// One convolution launch: output rows [row_begin, row_end) of every frame.
 struct ConvLaunch {
-  Strided5 in;            ///< input, shifted so that (n, c, t, h, w) is the first tap of output (n, ., t, h, w)
-  Strided5 out;           ///< output (n, c, t, h, w)
-  Strided5 residual;      ///< added to the output when its data is not null (same indexing as out)
-  int n = 1, frames = 1;  ///< batch and output frames
+  Strided5 in;   ///< input, shifted so that (n, c, t, h, w) is the first tap of output (n, ., t, h, w)
+  Strided5 out;  ///< output (n, c, t, h, w)
+  /// Added to the output when its data is not null (same indexing as out). It must not overlap
+  /// out: partial sums over blocks of input channels are stored in out before it is added.
+  Strided5 residual;
+  int n = 1, frames = 1;           ///< batch and output frames
   int row_begin = 0, row_end = 0;  ///< output rows to compute
   int out_width = 0, in_width = 0;
   int cout_begin = 0, cout_count = 0;  ///< which output channels of the weights this launch computes
