@@ -145,10 +145,10 @@ struct TileItems {
         frames(l.frames),
         row_begin(l.row_begin),
         n(l.out_width > 0 && l.row_end > l.row_begin ? l.n : 0) {}
-  int groups() const { return (rows + group - 1) / group; }
+  KOKKOS_INLINE_FUNCTION int groups() const { return (rows + group - 1) / group; }
   std::int64_t count() const { return static_cast<std::int64_t>(n) * frames * tiles * groups(); }
   KOKKOS_INLINE_FUNCTION TileItem at(std::int64_t item) const {
-    const int g = (rows + group - 1) / group;
+    const int g = groups();
     TileItem it{};
     it.h = row_begin + static_cast<int>(item % g) * group;
     it.h_end = it.h + group < row_begin + rows ? it.h + group : row_begin + rows;
@@ -368,8 +368,9 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
             const float* x0 = xbase + (w0 - pad);
             if (!padded) {
               for (int ci = c0; ci < c1; ++ci) {
-                prefetch_rows<KT, KH, span>(x0 + (ci + 1) * sc, l.in.stride[2], l.in.stride[3]);
-                row_tile_taps<COT, WT, KT, KH, KW>(acc, x0 + ci * sc, l.in.stride[2], l.in.stride[3],
+                const float* xc = x0 + ci * sc;
+                prefetch_rows<KT, KH, span>(xc + sc, l.in.stride[2], l.in.stride[3]);
+                row_tile_taps<COT, WT, KT, KH, KW>(acc, xc, l.in.stride[2], l.in.stride[3],
                                                    wbase + static_cast<std::int64_t>(ci) * taps * 12, group);
               }
             } else {
