@@ -32,15 +32,21 @@ inline int channel_tile(int count) {
 }
 }  // namespace detail
 
-/// Weights of one convolution, packed [cout / pack][cin][kt][kh][kw][pack]:
-/// the innermost loop runs over contiguous output channels, the weights of one
-/// tile of output channels are one sequential stream, and one input channel's
-/// taps lie together (taps a whole [cin][pack] plane apart alias in L1: the
-/// plane is often a multiple of 4 KiB).
+/// Weights of one convolution, packed in groups of \p pack output channels,
+/// each group [cin][taps][pack] or [taps][cin][pack]: the innermost loop runs
+/// over contiguous output channels, and the weights reach the kernel in the
+/// order its loops read them, one sequential stream. The contiguous row tile
+/// runs taps inside input channels (one channel's taps lie together; taps a
+/// whole [cin][pack] plane apart alias in L1, the plane is often a multiple of
+/// 4 KiB); the channels-last tile runs input channels inside taps (with
+/// [cin][taps] every step of that loop jumped 27 x 48 floats, past what the
+/// prefetchers follow: C = 192-384 at 64 x 64 ran 3-5% slower, 10-20% while
+/// other jobs contended the caches).
 template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
 struct ConvWeights {
   int cout = 0, cin = 0, kt = 1, kh = 1, kw = 1;
   int pack = 1;                           ///< output channels per packed group
+  bool taps_outer = false;                ///< groups are [taps][cin][pack], else [cin][taps][pack]
   Kokkos::View<float*, MemSpace> weight;  // packed
   Kokkos::View<float*, MemSpace> bias;    // cout
 
@@ -48,6 +54,12 @@ struct ConvWeights {
   /// contiguous rows (tiles of 12 channels x 32 columns), 48 for channels-last.
   static int pack_for(int cout, MemoryFormat format) {
     return format == MemoryFormat::contiguous && cout % 12 == 0 ? 12 : detail::channel_tile(cout);
+  }
+
+  /// Taps outside input channels (the channels-last tile's order) unless the weights are packed
+  /// for the contiguous row tile.
+  static bool taps_outer_for(int cout, MemoryFormat format) {
+    return format != MemoryFormat::contiguous || pack_for(cout, format) != 12;
   }
 
   /// From PyTorch's layout (cout, cin, kt, kh, kw) (a Conv2d passes kt = 1), in C order,
@@ -66,6 +78,7 @@ struct ConvWeights {
     c.kh = kh;
     c.kw = kw;
     c.pack = pack_for(cout, format);
+    c.taps_outer = taps_outer_for(cout, format);
     c.weight = Kokkos::View<float*, MemSpace>("khalo::conv::weight", w.size());
     c.bias = Kokkos::View<float*, MemSpace>("khalo::conv::bias", b.size());
     auto hw = Kokkos::create_mirror_view(c.weight);
@@ -74,7 +87,8 @@ struct ConvWeights {
     for (std::size_t o = 0; o < static_cast<std::size_t>(cout); ++o)
       for (std::size_t i = 0; i < ci_n; ++i)
         for (std::size_t k = 0; k < taps; ++k)
-          hw(((o / P * ci_n + i) * taps + k) * P + o % P) = w[(o * ci_n + i) * taps + k];
+          hw((o / P * ci_n * taps + (c.taps_outer ? k * ci_n + i : i * taps + k)) * P + o % P) =
+              w[(o * ci_n + i) * taps + k];
     for (int o = 0; o < cout; ++o) hb(static_cast<std::size_t>(o)) = b[static_cast<std::size_t>(o)];
     Kokkos::deep_copy(c.weight, hw);
     Kokkos::deep_copy(c.bias, hb);
@@ -126,6 +140,26 @@ inline int cin_block(int cin, int taps, int cout_tile) {
   const int block = fit < 8 ? 8 : fit / 8 * 8;
   return block < cin ? block : cin;
 }
+
+// What a kernel needs of ConvWeights: pointers and the packing's strides, in floats.
+struct PackedWeights {
+  const float* weight;
+  const float* bias;
+  int cin, pack;
+  bool taps_outer;
+  std::int64_t group, ci, tap;  // strides of a packed group, an input channel, a tap
+
+  template <class MemSpace>
+  explicit PackedWeights(const ConvWeights<MemSpace>& w)
+      : weight(w.weight.data()), bias(w.bias.data()), cin(w.cin), pack(w.pack), taps_outer(w.taps_outer) {
+    const std::int64_t taps = static_cast<std::int64_t>(w.kt) * w.kh * w.kw;
+    group = taps * w.cin * w.pack;
+    ci = w.taps_outer ? w.pack : taps * w.pack;
+    tap = w.taps_outer ? static_cast<std::int64_t>(w.cin) * w.pack : w.pack;
+  }
+  // Output channel co's weight of input channel 0, tap 0.
+  KOKKOS_INLINE_FUNCTION const float* at(int co) const { return weight + co / pack * group + co % pack; }
+};
 
 // floor(a / 2) for a >= -2.
 KOKKOS_INLINE_FUNCTION std::int64_t half_floor(std::int64_t a) { return (a + 2) / 2 - 1; }
@@ -182,18 +216,20 @@ int rows_per_item(const Exec& exec, const ConvLaunch& l, int cout_tile) {
 /// WT output positions x COT output channels per tile; KT x KH x KW taps; UP:
 /// the input is read through a nearest 2x upsampling (Conv2d of the upsampler).
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
-void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin, int pack) {
+void conv_kernel(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
   const TileItems tiles(L, COT, rows_per_item(exec, L, COT));
   if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
+  const PackedWeights wt = W;
+  const int cin = W.cin;
   const int cb = cin_block(cin, KT * KH * KW, COT);
   Kokkos::parallel_for(
       "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()), KOKKOS_LAMBDA(const std::int64_t item) {
         const TileItem it = tiles.at(item);
         const int n = it.n, t = it.t, co0 = it.tile * COT;
-        constexpr int taps = KT * KH * KW;
         const int co = l.cout_begin + co0;  // a tile never straddles two packed groups
-        const float* wbase = weight + static_cast<std::int64_t>(co / pack) * taps * cin * pack + co % pack;
+        const float* wbase = wt.at(co);
+        const float* bias = wt.bias;
         const std::int64_t sc = l.in.stride[1], sw = l.in.stride[4];
         // Input channels in blocks whose weights stay in cache for all the item's rows; the
         // partial sums wait in the output between blocks.
@@ -226,7 +262,7 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
                   const float* xrow =
                       l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
                   for (int kw = 0; kw < KW; ++kw) {
-                    const float* wk = wbase + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * pack;
+                    const float* wk = wbase + ((kt * KH + kh) * KW + kw) * wt.tap;
                     // No padding under this tap of this tile: plain loads the compiler can schedule freely.
                     const bool interior =
                         !UP && full_tile && w0 + kw - KW / 2 >= 0 && w0 + WT - 1 + kw - KW / 2 < l.in_width;
@@ -234,7 +270,7 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
                       const float* x0 = xrow + (w0 + kw - (KW / 2)) * sw;
                       for (int ci = c0; ci < c1; ++ci) {
                         const float* x = x0 + ci * sc;
-                        const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                        const float* wv = wk + ci * wt.ci;
                         KHALO_UNROLL
                         for (int i = 0; i < WT; ++i) {
                           const float xv = x[i * sw];
@@ -252,7 +288,7 @@ void conv_kernel(const Exec& exec, const ConvLaunch& L, const float* weight, con
                       }
                       for (int ci = c0; ci < c1; ++ci) {
                         const float* x = xrow + ci * sc;
-                        const float* wv = wk + static_cast<std::int64_t>(ci) * taps * pack;
+                        const float* wv = wk + ci * wt.ci;
                         KHALO_UNROLL
                         for (int i = 0; i < WT; ++i) {
                           const float xv = valid[i] ? x[col[i] * sw] : 0.0f;
@@ -285,7 +321,7 @@ KOKKOS_FORCEINLINE_FUNCTION void row_tile_taps(float (&acc)[COT][WT], const floa
     for (int kh = 0; kh < KH; ++kh) {
       for (int kw = 0; kw < KW; ++kw) {
         const float* x = xc + kt * st + kh * sh + kw;
-        const float* wv = wc + static_cast<std::int64_t>((kt * KH + kh) * KW + kw) * 12;
+        const float* wv = wc + ((kt * KH + kh) * KW + kw) * 12;
         KHALO_UNROLL
         for (int o = 0; o < COT; ++o) {
           const float wo = wv[o / 12 * group + o % 12];
@@ -329,11 +365,13 @@ KOKKOS_FORCEINLINE_FUNCTION void prefetch_rows(const float* xc, std::int64_t st,
 /// FMA chain and cost a third of a 64-wide row. Between input-channel blocks the
 /// partial sums wait in the output.
 template <int COT, int WT, int KT, int KW, class Exec>
-void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight, const float* bias, int cin) {
+void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
   constexpr int KH = KW;  // 1x1x1 or 3x3x3
   const TileItems tiles(L, COT);
   if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
+  const PackedWeights wt = W;
+  const int cin = W.cin;
   const int cb = row_cin_block(cin, L.out_width, WT);
   Kokkos::parallel_for(
       "khalo::nn::conv_rows", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()),
@@ -344,9 +382,10 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
         constexpr int pad = KW / 2;
         constexpr int span = WT + 2 * pad;  // input columns a tile reads
         const int co = l.cout_begin + co0;
-        // COT is a multiple of the packing (12): channel o of the tile is in group o / 12.
-        const std::int64_t group = static_cast<std::int64_t>(taps) * cin * 12;
-        const float* wbase = weight + co / 12 * group;
+        // Weights packed [cin][taps][12]; COT is a multiple of 12: channel o of the tile is in
+        // group o / 12.
+        const float* wbase = wt.at(co);
+        const float* bias = wt.bias;
         const std::int64_t sc = l.in.stride[1];
         const float* xbase = l.in.data + n * l.in.stride[0] + t * l.in.stride[2] + h * l.in.stride[3];
         const int width = l.out_width;
@@ -371,7 +410,7 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
                 const float* xc = x0 + ci * sc;
                 prefetch_rows<KT, KH, span>(xc + sc, l.in.stride[2], l.in.stride[3]);
                 row_tile_taps<COT, WT, KT, KH, KW>(acc, xc, l.in.stride[2], l.in.stride[3],
-                                                   wbase + static_cast<std::int64_t>(ci) * taps * 12, group);
+                                                   wbase + static_cast<std::int64_t>(ci) * taps * 12, wt.group);
               }
             } else {
               for (int ci = c0; ci < c1; ++ci) {
@@ -384,7 +423,7 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
                         c >= 0 && c < width ? xc[r / KH * l.in.stride[2] + r % KH * l.in.stride[3] + j] : 0.0f;
                   }
                 row_tile_taps<COT, WT, KT, KH, KW>(acc, edge, KH * span, span,
-                                                   wbase + static_cast<std::int64_t>(ci) * taps * 12, group);
+                                                   wbase + static_cast<std::int64_t>(ci) * taps * 12, wt.group);
               }
             }
             const bool add = c1 == cin && l.residual.data != nullptr;
@@ -401,24 +440,24 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const float* weight
 inline int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
 template <int KT, int KH, int KW, bool UP, class Exec>
-void conv_dispatch(const Exec& exec, const ConvLaunch& l, const float* w, const float* b, int cin, int pack) {
+void conv_dispatch(const Exec& exec, const ConvLaunch& l, const PackedWeights& w) {
   // The tile must divide the launch's channels, its first channel and the packing.
-  const int g = gcd(pack, gcd(l.cout_begin, l.cout_count));
+  const int g = gcd(w.pack, gcd(l.cout_begin, l.cout_count));
   if constexpr (!UP && KH == KW) {
     const bool rows_fit = l.in.stride[4] == 1 && l.out.stride[4] == 1 &&
                           (l.residual.data == nullptr || l.residual.stride[4] == 1) && l.in_width == l.out_width;
-    if (rows_fit && pack == 12 && l.cout_begin % 12 == 0) {
-      if (l.cout_count % 12 == 0 && l.out_width >= 32) return conv_kernel_rows<12, 32, KT, KW>(exec, l, w, b, cin);
-      if (l.cout_count % 24 == 0 && l.out_width >= 16) return conv_kernel_rows<24, 16, KT, KW>(exec, l, w, b, cin);
+    if (rows_fit && w.pack == 12 && !w.taps_outer && l.cout_begin % 12 == 0) {
+      if (l.cout_count % 12 == 0 && l.out_width >= 32) return conv_kernel_rows<12, 32, KT, KW>(exec, l, w);
+      if (l.cout_count % 24 == 0 && l.out_width >= 16) return conv_kernel_rows<24, 16, KT, KW>(exec, l, w);
     }
   }
   switch (channel_tile(g)) {
-    case 48: return conv_kernel<8, 48, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
-    case 32: return conv_kernel<8, 32, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
-    case 16: return conv_kernel<8, 16, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
-    case 8: return conv_kernel<8, 8, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
-    case 4: return conv_kernel<8, 4, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
-    default: return conv_kernel<8, 1, KT, KH, KW, UP>(exec, l, w, b, cin, pack);
+    case 48: return conv_kernel<8, 48, KT, KH, KW, UP>(exec, l, w);
+    case 32: return conv_kernel<8, 32, KT, KH, KW, UP>(exec, l, w);
+    case 16: return conv_kernel<8, 16, KT, KH, KW, UP>(exec, l, w);
+    case 8: return conv_kernel<8, 8, KT, KH, KW, UP>(exec, l, w);
+    case 4: return conv_kernel<8, 4, KT, KH, KW, UP>(exec, l, w);
+    default: return conv_kernel<8, 1, KT, KH, KW, UP>(exec, l, w);
   }
 }
 
@@ -428,19 +467,18 @@ void conv_dispatch(const Exec& exec, const ConvLaunch& l, const float* w, const 
 /// Conv2d (weights with kt = 1, kh = kw = 3).
 template <class Exec, class MemSpace>
 void conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
-  const float* wp = w.weight.data();
-  const float* bp = w.bias.data();
+  const detail::PackedWeights pw(w);
   if (l.cout_begin < 0 || l.cout_begin + l.cout_count > w.cout) {
     throw std::invalid_argument("khalo::nn::conv: output channels outside the weights");
   }
   if (upsample) {
     if (w.kt != 1 || w.kh != 3 || w.kw != 3)
       throw std::invalid_argument("khalo::nn::conv: upsampling needs a 3x3 kernel");
-    return detail::conv_dispatch<1, 3, 3, true>(exec, l, wp, bp, w.cin, w.pack);
+    return detail::conv_dispatch<1, 3, 3, true>(exec, l, pw);
   }
-  if (w.kt == 3 && w.kh == 3 && w.kw == 3) return detail::conv_dispatch<3, 3, 3, false>(exec, l, wp, bp, w.cin, w.pack);
-  if (w.kt == 1 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<1, 1, 1, false>(exec, l, wp, bp, w.cin, w.pack);
-  if (w.kt == 3 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<3, 1, 1, false>(exec, l, wp, bp, w.cin, w.pack);
+  if (w.kt == 3 && w.kh == 3 && w.kw == 3) return detail::conv_dispatch<3, 3, 3, false>(exec, l, pw);
+  if (w.kt == 1 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<1, 1, 1, false>(exec, l, pw);
+  if (w.kt == 3 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<3, 1, 1, false>(exec, l, pw);
   throw std::invalid_argument("khalo::nn::conv: unsupported kernel " + std::to_string(w.kt) + "x" +
                               std::to_string(w.kh) + "x" + std::to_string(w.kw));
 }
