@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -190,6 +191,27 @@ TEST(Conv, RowsInSeveralLaunchesGiveTheSameBits) {
       for (int y = r.out_rows - 1; y >= 0; --y) r.launch(y, y + 1);  // one row per launch, last first
       EXPECT_EQ(whole, r.output()) << name(c, f);
     }
+  }
+}
+
+// Both tile kernels keep partial sums in the output before they add the residual, so a residual
+// that shares memory with the output would be read after it was overwritten: refused up front.
+TEST(Conv, RefusesAResidualThatOverlapsTheOutput) {
+  for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+    ConvRun r({100, 48, 3, 3, 3, 1, 2, 19, false, true}, f, f, 7);
+    ConvLaunch l;
+    l.in = khalo::nn::strided(r.in);
+    l.out = khalo::nn::strided(r.out);
+    l.frames = 1;
+    l.row_end = r.out_rows;
+    l.out_width = l.in_width = 19;
+    l.cout_count = 48;
+    l.residual = l.out;  // in place
+    EXPECT_THROW(khalo::nn::conv(Exec(), l, r.weights), std::invalid_argument) << khalo::to_string(f);
+    l.residual = l.out.shifted(0, 0, 0, 1, 0);  // one row further on: overlaps all but a row
+    EXPECT_THROW(khalo::nn::conv(Exec(), l, r.weights), std::invalid_argument) << khalo::to_string(f);
+    l.residual = khalo::nn::strided(r.res);
+    EXPECT_NO_THROW(khalo::nn::conv(Exec(), l, r.weights)) << khalo::to_string(f);
   }
 }
 

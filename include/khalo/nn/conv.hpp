@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace khalo::nn {
@@ -102,8 +103,9 @@ struct ConvWeights {
 struct ConvLaunch {
   Strided5 in;   ///< input, shifted so that (n, c, t, h, w) is the first tap of output (n, ., t, h, w)
   Strided5 out;  ///< output (n, c, t, h, w)
-  /// Added to the output when its data is not null (same indexing as out). It must not overlap
-  /// out: partial sums over blocks of input channels are stored in out before it is added.
+  /// Added to the output when its data is not null (same indexing as out). The address ranges
+  /// that the launch reaches in it and in out must not intersect (conv throws): partial sums over
+  /// blocks of input channels are stored in out before it is added.
   Strided5 residual;
   int n = 1, frames = 1;           ///< batch and output frames
   int row_begin = 0, row_end = 0;  ///< output rows to compute
@@ -439,6 +441,18 @@ void conv_kernel_rows(const Exec& exec, const ConvLaunch& L, const PackedWeights
 
 inline int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
+// The lowest and one past the highest element a launch's output box touches in \p s (pointer
+// arithmetic only: the data may live on a device).
+inline std::pair<const float*, const float*> span(const Strided5& s, const ConvLaunch& l) {
+  const std::int64_t extent[5] = {l.n, l.cout_count, l.frames, l.row_end - l.row_begin, l.out_width};
+  std::int64_t lo = l.row_begin * s.stride[3], hi = lo;
+  for (int d = 0; d < 5; ++d) {
+    const std::int64_t reach = (extent[d] - 1) * s.stride[d];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return {s.data + lo, s.data + hi + 1};
+}
+
 template <int KT, int KH, int KW, bool UP, class Exec>
 void conv_dispatch(const Exec& exec, const ConvLaunch& l, const PackedWeights& w) {
   // The tile must divide the launch's channels, its first channel and the packing.
@@ -470,6 +484,16 @@ void conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w,
   const detail::PackedWeights pw(w);
   if (l.cout_begin < 0 || l.cout_begin + l.cout_count > w.cout) {
     throw std::invalid_argument("khalo::nn::conv: output channels outside the weights");
+  }
+  const bool empty = l.n <= 0 || l.cout_count <= 0 || l.frames <= 0 || l.row_end <= l.row_begin || l.out_width <= 0;
+  if (l.residual.data != nullptr && !empty) {
+    const auto o = detail::span(l.out, l);
+    const auto r = detail::span(l.residual, l);
+    if (r.first < o.second && o.first < r.second) {
+      throw std::invalid_argument(
+          "khalo::nn::conv: the residual overlaps the output (the kernels keep partial "
+          "sums in the output before they add the residual)");
+    }
   }
   if (upsample) {
     if (w.kt != 1 || w.kh != 3 || w.kw != 3)
