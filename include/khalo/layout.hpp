@@ -190,7 +190,7 @@ Kokkos::View<DataType, Kokkos::LayoutStride, MemorySpace> allocate(const std::st
     // before the first touch, so the View is zeroed after it, not by its constructor.
     V v(Kokkos::view_alloc(label, Kokkos::WithoutInitializing), dense_layout(extents, order));
     const std::size_t bytes = v.span() * sizeof(typename V::value_type);
-    if (bytes >= 2 * detail::kHugePageBytes) detail::advise_huge_pages(v.data(), bytes);
+    detail::advise_huge_pages(v.data(), bytes);
     Kokkos::deep_copy(v, typename V::value_type{});
     return v;
   } else {

@@ -11,6 +11,7 @@
 /// input channels), whatever the tiling or the band a rank holds: results are
 /// bit-identical on any number of ranks.
 
+#include <khalo/detail/huge_pages.hpp>
 #include <khalo/nn/tensor.hpp>
 
 #include <Kokkos_Core.hpp>
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -80,7 +82,12 @@ struct ConvWeights {
     c.kw = kw;
     c.pack = pack_for(cout, format);
     c.taps_outer = taps_outer_for(cout, format);
-    c.weight = Kokkos::View<float*, MemSpace>("khalo::conv::weight", w.size());
+    // Every element is written below: the huge-page advice (host, >= 4 MiB) precedes that first touch.
+    c.weight = Kokkos::View<float*, MemSpace>(Kokkos::view_alloc("khalo::conv::weight", Kokkos::WithoutInitializing),
+                                              w.size());
+    if constexpr (std::is_same_v<MemSpace, Kokkos::HostSpace>) {
+      khalo::detail::advise_huge_pages(c.weight.data(), w.size() * sizeof(float));
+    }
     c.bias = Kokkos::View<float*, MemSpace>("khalo::conv::bias", b.size());
     auto hw = Kokkos::create_mirror_view(c.weight);
     auto hb = Kokkos::create_mirror_view(c.bias);
