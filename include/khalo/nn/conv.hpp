@@ -43,8 +43,8 @@ inline int channel_tile(int count) {
 /// whole [cin][pack] plane apart alias in L1, the plane is often a multiple of
 /// 4 KiB); the channels-last tile runs input channels inside taps (with
 /// [cin][taps] every step of that loop jumped 27 x 48 floats, past what the
-/// prefetchers follow: C = 192-384 at 64 x 64 ran 3-5% slower, 10-20% while
-/// other jobs contended the caches).
+/// prefetchers follow: C = 192-384 at 64 x 64 ran 3-5% slower, 10-20% in the
+/// VM's slow periods).
 template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
 struct ConvWeights {
   int cout = 0, cin = 0, kt = 1, kh = 1, kw = 1;
