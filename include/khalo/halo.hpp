@@ -6,6 +6,7 @@
 /// receives and unpacks, toward neighbours that exist.
 
 #include <khalo/decomposition.hpp>
+#include <khalo/detail/halo_engine.hpp>
 #include <khalo/detail/halo_plan.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
@@ -25,17 +26,18 @@ namespace khalo {
 template <class Exec, class MemSpace>
 class Halo;
 
-/// A started exchange. Move-only; keeps the Views and buffers alive until
-/// wait() (or its destructor) completes the exchange.
+/// A started exchange. Move-only; shares the plan's engine with its Halo, so
+/// it keeps the buffers alive until wait() (or its destructor) completes the
+/// exchange, even when the Halo is moved or destroyed first. The Views must
+/// stay alive until then.
 template <class Exec, class MemSpace>
 class [[nodiscard]] HaloExchange {
  public:
-  HaloExchange(HaloExchange&& other) noexcept
-      : halo_(std::exchange(other.halo_, nullptr)), exec_(std::move(other.exec_)) {}
+  HaloExchange(HaloExchange&& other) noexcept = default;
   HaloExchange& operator=(HaloExchange&& other) noexcept {
     if (this != &other) {
       finish_quietly();
-      halo_ = std::exchange(other.halo_, nullptr);
+      engine_ = std::move(other.engine_);
       exec_ = std::move(other.exec_);
     }
     return *this;
@@ -47,22 +49,24 @@ class [[nodiscard]] HaloExchange {
   /// Completes the exchange: waits for messages, unpacks, fills boundaries,
   /// runs any further dimension phases, and fences the execution space instance.
   void wait() {
-    if (halo_ == nullptr) throw std::logic_error("khalo::HaloExchange::wait: nothing in flight");
-    auto halo = std::exchange(halo_, nullptr);
-    halo->finish(exec_);
+    if (engine_ == nullptr) throw std::logic_error("khalo::HaloExchange::wait: nothing in flight");
+    auto engine = std::move(engine_);
+    engine_ = nullptr;
+    engine->finish(exec_);
   }
 
  private:
+  using Engine = detail::HaloEngine<Exec, MemSpace>;
   friend class Halo<Exec, MemSpace>;
-  HaloExchange(Halo<Exec, MemSpace>* halo, Exec exec) : halo_(halo), exec_(std::move(exec)) {}
+  HaloExchange(std::shared_ptr<Engine> engine, Exec exec) : engine_(std::move(engine)), exec_(std::move(exec)) {}
   void finish_quietly() noexcept {
-    if (halo_ == nullptr) return;
+    if (engine_ == nullptr) return;
     try {
       wait();
     } catch (...) {  // a destructor must not throw; wait() reports errors to callers who call it
     }
   }
-  Halo<Exec, MemSpace>* halo_ = nullptr;
+  std::shared_ptr<Engine> engine_;
   Exec exec_;
 };
 
@@ -73,8 +77,8 @@ class [[nodiscard]] HaloExchange {
 /// dimensions are whole. Several Views (of any element type and layout)
 /// travel together, one packed message per neighbour; a face of a few large
 /// contiguous runs goes in place instead, one message per run, where both
-/// neighbours cut it into the same runs. The plan must outlive any
-/// HaloExchange it starts and must not be moved while one is in flight.
+/// neighbours cut it into the same runs. A Halo may be moved, or destroyed,
+/// while an exchange it started is in flight: the HaloExchange keeps what it needs.
 template <class Exec = Kokkos::DefaultExecutionSpace, class MemSpace = typename Exec::memory_space>
 class Halo {
  public:
@@ -85,13 +89,14 @@ class Halo {
   /// every rank when ranks disagree (fields, types, layouts, widths) or a band
   /// is thinner than the halo needs.
   template <class... Views>
-  Halo(const Decomposition& decomposition, const HaloSpec& spec, const Views&... views)
-      : dec_(decomposition), spec_(spec), comm_(detail::Comm::duplicate(decomposition.grid().comm())) {
+  Halo(const Decomposition& decomposition, const HaloSpec& spec, const Views&... views) {
     static_assert(sizeof...(Views) >= 1, "khalo::Halo: give at least one View");
     (check_view_type<Views>(), ...);
-    (types_.push_back(type_of<Views>()), ...);
-    stage_ = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible && !gpu_aware_mpi();
-    plan_for({detail::shape_of(views)...});
+    std::vector<detail::FieldType<Exec>> types;
+    (types.push_back(type_of<Views>()), ...);
+    const bool stage = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible && !gpu_aware_mpi();
+    engine_ = std::make_shared<Engine>(decomposition, spec, std::move(types), stage);
+    engine_->plan_for({detail::shape_of(views)...}, true);
   }
 
   Halo(const Halo&) = delete;
@@ -111,38 +116,42 @@ class Halo {
   /// dimension are in flight: compute what needs no ghost, then call wait().
   template <class... Views>
   HaloExchange<Exec, MemSpace> start(const Exec& exec, const Views&... views) {
-    if (sizeof...(Views) != types_.size()) {
-      throw std::invalid_argument("khalo::Halo::start: the plan has " + std::to_string(types_.size()) +
+    Engine& engine = this->engine("start");
+    if (sizeof...(Views) != engine.types().size()) {
+      throw std::invalid_argument("khalo::Halo::start: the plan has " + std::to_string(engine.types().size()) +
                                   " field(s), got " + std::to_string(sizeof...(Views)));
     }
-    if (in_flight_) throw std::logic_error("khalo::Halo::start: an exchange of this plan is already in flight");
+    if (engine.in_flight()) {
+      throw std::logic_error("khalo::Halo::start: an exchange of this plan is already in flight");
+    }
     std::size_t f = 0;
     (check_field<Views>(f++), ...);
-    current_ = &plan_for({detail::shape_of(views)...});
-    data_ = {static_cast<void*>(views.data())...};
-    in_flight_ = true;
+    auto& plan = engine.plan_for({detail::shape_of(views)...}, false);
     Kokkos::Profiling::pushRegion("khalo::Halo::start");
     try {
-      begin_phase(exec, 0);
+      engine.start(exec, plan, {static_cast<void*>(views.data())...});
     } catch (...) {
       Kokkos::Profiling::popRegion();
-      in_flight_ = false;
       throw;
     }
     Kokkos::Profiling::popRegion();
-    return HaloExchange<Exec, MemSpace>(this, exec);
+    return HaloExchange<Exec, MemSpace>(engine_, exec);
   }
 
-  const HaloStats& stats() const noexcept { return stats_; }
-  void reset_stats() noexcept { stats_ = HaloStats{}; }
-  const Decomposition& decomposition() const noexcept { return dec_; }
+  const HaloStats& stats() const { return engine("stats").stats(); }
+  void reset_stats() { engine("reset_stats").stats() = HaloStats{}; }
+  const Decomposition& decomposition() const { return engine("decomposition").decomposition(); }
   /// True when buffers go through host memory because MPI cannot read MemSpace.
-  bool staged() const noexcept { return stage_; }
+  bool staged() const { return engine("staged").staged(); }
 
  private:
   friend class HaloExchange<Exec, MemSpace>;
-  using Plan = detail::ShapePlan<MemSpace>;
+  using Engine = detail::HaloEngine<Exec, MemSpace>;
 
+  Engine& engine(const char* what) const {
+    if (engine_ == nullptr) throw std::logic_error(std::string("khalo::Halo::") + what + ": the Halo was moved from");
+    return *engine_;
+  }
   template <class View>
   static void check_view_type() {
     static_assert(Kokkos::is_view<View>::value, "khalo::Halo: fields must be Kokkos Views");
@@ -171,173 +180,13 @@ class Halo {
   template <class View>
   void check_field(std::size_t f) const {
     check_view_type<View>();
-    if (type_of<View>().type_code != types_[f].type_code) {
+    if (type_of<View>().type_code != engine_->types()[f].type_code) {
       throw std::invalid_argument("khalo::Halo::start: field " + std::to_string(f) +
                                   " has another element type than at construction");
     }
   }
 
-  Plan& plan_for(const std::vector<detail::FieldShape>& shapes) {
-    std::vector<std::int64_t> key;
-    for (const auto& s : shapes) {
-      key.insert(key.end(), s.extents.begin(), s.extents.end());
-      key.insert(key.end(), s.strides.begin(), s.strides.end());
-    }
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    detail::validate(dec_, spec_, types_, shapes);
-    Plan plan;
-    plan.phases = detail::build_phases(dec_, spec_, types_, shapes, !stage_);
-    detail::agree_in_place(comm_.get(), plan.phases);
-    allocate(plan);
-    return plans_.emplace(std::move(key), std::move(plan)).first->second;
-  }
-
-  // One send and one receive buffer, big enough for the largest phase; a rank
-  // whose messages all go in place (or that has no neighbour) allocates nothing.
-  void allocate(Plan& plan) {
-    std::size_t send = 0;
-    std::size_t recv = 0;
-    for (auto& ph : plan.phases) {
-      std::size_t s = 0;
-      std::size_t r = 0;
-      for (auto& m : ph.sends) {
-        if (!m.in_place()) m.buffer_offset = std::exchange(s, detail::align_up(s + m.bytes, 64));
-      }
-      for (auto& m : ph.recvs) {
-        if (!m.in_place()) m.buffer_offset = std::exchange(r, detail::align_up(r + m.bytes, 64));
-      }
-      send = std::max(send, s);
-      recv = std::max(recv, r);
-    }
-    auto& b = plan.buffers;
-    if (send > 0) {
-      b.send = typename detail::Buffers<MemSpace>::Device(
-          Kokkos::view_alloc("khalo::send", Kokkos::WithoutInitializing), send);
-      ++stats_.allocations;
-      if (stage_) {
-        b.send_host = Kokkos::create_mirror_view(b.send);
-        ++stats_.allocations;
-      }
-    }
-    if (recv > 0) {
-      b.recv = typename detail::Buffers<MemSpace>::Device(
-          Kokkos::view_alloc("khalo::recv", Kokkos::WithoutInitializing), recv);
-      ++stats_.allocations;
-      if (stage_) {
-        b.recv_host = Kokkos::create_mirror_view(b.recv);
-        ++stats_.allocations;
-      }
-    }
-  }
-
-  unsigned char* field_bytes(int field) const {
-    return static_cast<unsigned char*>(data_[static_cast<std::size_t>(field)]);
-  }
-
-  void begin_phase(const Exec& exec, std::size_t p) {
-    phase_ = p;
-    requests_.clear();
-    if (p >= current_->phases.size()) return;
-    const detail::Phase& ph = current_->phases[p];
-    auto& b = current_->buffers;
-    unsigned char* recv_base = stage_ ? b.recv_host.data() : b.recv.data();
-    for (const auto& m : ph.recvs) {
-      if (m.in_place()) {
-        for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
-      } else {
-        post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
-      }
-    }
-    for (const auto& m : ph.sends) {
-      if (m.in_place()) continue;
-      for (const auto& s : m.segments) {
-        types_[s.field].kernels->pack(exec, field_bytes(s.field), s.walk, b.send.data() + m.buffer_offset + s.offset);
-        ++stats_.faces_packed;
-        stats_.bytes_packed += static_cast<std::int64_t>(s.bytes);
-      }
-    }
-    // MPI reads the send buffer (or the View) from here on: fence this instance only.
-    exec.fence();
-    if (stage_ && b.send.extent(0) > 0) {
-      Kokkos::deep_copy(exec, b.send_host, b.send);
-      exec.fence();
-    }
-    unsigned char* send_base = stage_ ? b.send_host.data() : b.send.data();
-    for (const auto& m : ph.sends) {
-      if (m.in_place()) {
-        for (const auto& r : m.runs) post(MPI_Isend, field_bytes(r.field) + r.offset, r.bytes, m);
-        stats_.messages += static_cast<std::int64_t>(m.runs.size());
-      } else {
-        post(MPI_Isend, send_base + m.buffer_offset, static_cast<int>(m.bytes), m);
-        ++stats_.messages;
-      }
-      stats_.bytes_sent += static_cast<std::int64_t>(m.bytes);
-    }
-    // Sides without a neighbour: filled while the messages fly. They touch
-    // only ghost layers no message reads or writes.
-    for (const auto& fill : ph.fills) {
-      const auto& k = *types_[static_cast<std::size_t>(fill.field)].kernels;
-      if (fill.boundary == Boundary::zero) {
-        k.zero(exec, field_bytes(fill.field), fill.ghost);
-      } else {
-        for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
-      }
-    }
-  }
-
-  template <class Post, class Ptr>
-  void post(Post mpi_post, Ptr* ptr, int bytes, const detail::Message& m) {
-    requests_.emplace_back();
-    KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
-  }
-
-  void end_phase(const Exec& exec) {
-    const detail::Phase& ph = current_->phases[phase_];
-    auto& b = current_->buffers;
-    if (!requests_.empty()) {
-      KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
-    }
-    if (stage_ && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
-    for (const auto& m : ph.recvs) {
-      stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (m.in_place()) continue;
-      for (const auto& s : m.segments) {
-        types_[s.field].kernels->unpack(exec, field_bytes(s.field), s.walk, b.recv.data() + m.buffer_offset + s.offset);
-      }
-    }
-  }
-
-  void finish(const Exec& exec) {
-    Kokkos::Profiling::pushRegion("khalo::Halo::wait");
-    try {
-      for (;;) {
-        end_phase(exec);
-        if (phase_ + 1 >= current_->phases.size()) break;
-        begin_phase(exec, phase_ + 1);
-      }
-      exec.fence();
-    } catch (...) {
-      in_flight_ = false;
-      Kokkos::Profiling::popRegion();
-      throw;
-    }
-    in_flight_ = false;
-    Kokkos::Profiling::popRegion();
-  }
-
-  Decomposition dec_;
-  HaloSpec spec_;
-  detail::Comm comm_;
-  std::vector<detail::FieldType<Exec>> types_;
-  std::map<std::vector<std::int64_t>, Plan> plans_;
-  Plan* current_ = nullptr;
-  std::vector<void*> data_;
-  std::vector<MPI_Request> requests_;
-  std::size_t phase_ = 0;
-  bool stage_ = false;
-  bool in_flight_ = false;
-  HaloStats stats_;
+  std::shared_ptr<Engine> engine_;
 };
 
 /// Builds a plan for \p views on the default execution space of their memory space.

@@ -59,8 +59,8 @@ class HaloRows {
                                   static_cast<std::int64_t>(std::hash<std::string>{}(typeid(value_type).name()) >> 1)};
     std::vector<std::string> names{"the tensor rank", "k", "the split dimension", "the element type",
                                    "the element type"};
-    for (int d = 0; d < rank; ++d) {
-      sig.push_back(order[static_cast<std::size_t>(d)]);
+    for (const std::int64_t v : detail::layout_signature(extents, order)) {
+      sig.push_back(v);
       names.push_back("the memory layout (stride order)");
     }
     for (int d = 0; d < rank; ++d) {

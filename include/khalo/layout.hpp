@@ -8,6 +8,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -119,6 +120,29 @@ std::vector<StrideOrder> candidate_orders(int rank) {
     c.push_back(format_order(MemoryFormat::column_major, rank));
   }
   return c;
+}
+
+/// The value in a rank's layout signature for a pair that says nothing: the
+/// wildcard of detail::disagreement() (detail::kAnyValue).
+inline constexpr std::int64_t kLayoutAnyPair = INT64_MIN;
+
+/// What ranks must agree on about the layout of Views of the same call: for
+/// each pair of dimensions i < j, whether i is slower in memory (1) or not (0).
+/// The stride of a size-1 extent says nothing (a band one layer thick may infer
+/// any position for that dimension), so a pair that involves one is
+/// kLayoutAnyPair. Always rank * (rank - 1) / 2 entries.
+inline std::vector<std::int64_t> layout_signature(const Extents& extents, const StrideOrder& order) {
+  const std::size_t rank = order.size();
+  std::vector<std::size_t> position(rank, 0);
+  for (std::size_t k = 0; k < rank; ++k) position[static_cast<std::size_t>(order[k])] = k;
+  std::vector<std::int64_t> sig;
+  for (std::size_t i = 0; i < rank; ++i) {
+    for (std::size_t j = i + 1; j < rank; ++j) {
+      const bool says_nothing = i >= extents.size() || j >= extents.size() || extents[i] == 1 || extents[j] == 1;
+      sig.push_back(says_nothing ? kLayoutAnyPair : (position[i] < position[j] ? 1 : 0));
+    }
+  }
+  return sig;
 }
 
 }  // namespace detail

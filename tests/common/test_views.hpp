@@ -34,11 +34,21 @@ inline void for_each_index(const Index& extents, const std::function<void(const 
   }
 }
 
-/// A value that tells where it came from: distinct for every global index.
+/// A value that tells where it came from: a positive integer below 2^23, so
+/// exact in float32 as in double at any rank and extent. A step of one (or of
+/// one in each of several dimensions) along any dimension changes it, since
+/// each dimension has its own odd weight modulo 2^23 and no small sum of them
+/// vanishes; it is never 0, so a zero-filled ghost differs from any value.
 inline double value_at(const Index& global) {
-  double v = 0.0;
-  for (auto g : global) v = v * 97.0 + static_cast<double>(g) + 1.0;
-  return v * 0.5;  // exact in float for the small arrays the tests use
+  constexpr std::int64_t kModulus = std::int64_t{1} << 23;
+  // Fastest logical dimension (the last) first.
+  constexpr std::int64_t kWeights[] = {1, 1021, 65537, 8191, 131071, 524287, 2039, 40961};
+  std::int64_t v = 0;
+  std::size_t k = 0;
+  for (auto it = global.rbegin(); it != global.rend(); ++it, ++k) {
+    v = (v + (*it + 1) * kWeights[k % 8]) % kModulus;
+  }
+  return static_cast<double>(v + 1);
 }
 
 template <class View>
@@ -137,6 +147,48 @@ struct PermutedCase {
   static view<DataType> make(const std::string& label, const Index& extents) {
     return allocate<DataType, Kokkos::DefaultExecutionSpace::memory_space>(label, extents,
                                                                            order(static_cast<int>(extents.size())));
+  }
+};
+
+/// A permuted order with one element of padding after every extent, as a
+/// View cut out of a larger array has: strides that no dense array has.
+struct PaddedCase {
+  template <class DataType>
+  using view = Kokkos::View<DataType, Kokkos::LayoutStride>;
+  static constexpr const char* name = "Padded";
+  template <class DataType>
+  static view<DataType> make(const std::string& label, const Index& extents) {
+    using T = typename view<DataType>::non_const_value_type;
+    using Memory = Kokkos::DefaultExecutionSpace::memory_space;
+    const StrideOrder order = PermutedCase::order(static_cast<int>(extents.size()));
+    Index padded = extents;
+    for (auto& e : padded) e += 1;
+    const detail::Extents strides = detail::dense_strides(padded, order);
+    Kokkos::LayoutStride layout;
+    for (std::size_t d = 0; d < extents.size(); ++d) {
+      layout.dimension[d] = static_cast<std::size_t>(extents[d]);
+      layout.stride[d] = static_cast<std::size_t>(strides[d]);
+    }
+    std::int64_t span = 1;
+    for (auto e : padded) span *= e;
+    Kokkos::View<T*, Memory> owner(label, static_cast<std::size_t>(span));
+    keep_alive(owner);
+    return view<DataType>(owner.data(), layout);
+  }
+
+ private:
+  // The Views handed out do not own their memory: these do, until Kokkos finalizes.
+  template <class Owner>
+  static void keep_alive(const Owner& owner) {
+    static std::vector<std::function<void()>>* owners = nullptr;
+    if (owners == nullptr) {
+      owners = new std::vector<std::function<void()>>();
+      Kokkos::push_finalize_hook([] {
+        delete owners;
+        owners = nullptr;
+      });
+    }
+    owners->push_back([owner] { (void)owner; });
   }
 };
 

@@ -1,5 +1,6 @@
 // Bad plans end every rank with the same clear std::invalid_argument at plan
 // time; nothing hangs (each ctest has a timeout).
+#include <halo_oracle.hpp>
 #include <khalo/halo.hpp>
 #include <test_views.hpp>
 
@@ -113,6 +114,28 @@ TEST(HaloErrors, WrongNumberOfFieldsAtExchange) {
   khalo::Halo<Exec> h(dec, HaloSpec(1), v);
   EXPECT_THROW(h.exchange(Exec(), v, v), std::invalid_argument);
   h.exchange(Exec(), v);  // the plan still works
+}
+
+// A message beyond MPI's int count is found while the plan is built, by the
+// ranks that would send or receive it, and reported on every rank alike: the
+// others must not go on into the handshake and wait there.
+TEST(HaloErrors, MessageBeyondMpiIntCountOnSomeRanks) {
+  if (world_size() != 4) GTEST_SKIP() << "needs a 2 x 2 grid";
+  // Dimension 0 is exchanged; its face spans the owned layers of dimension 1, which are 2 in
+  // grid column 0 and 1 in column 1. One layer of the face is just below 2^31 bytes, so only
+  // column 0's messages exceed INT_MAX.
+  constexpr std::int64_t kRow = (std::int64_t{1} << 29) - 16;  // floats
+  const khalo::Decomposition dec(khalo::ProcessGrid(MPI_COMM_WORLD, {2, 2}), {4, 3, kRow}, {0, 1});
+  HaloSpec spec(1);
+  spec.set(1, 0, 0);
+  const auto e = khalo::test::local_extents(dec, spec);
+  // Planning never reads the View, so one float stands in for its memory.
+  float stand_in = 0.0f;
+  Kokkos::View<float***, Kokkos::LayoutRight, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> v(
+      &stand_in, static_cast<std::size_t>(e[0]), static_cast<std::size_t>(e[1]), static_cast<std::size_t>(e[2]));
+  expect_same_error_everywhere(
+      [&] { khalo::Halo<Kokkos::DefaultHostExecutionSpace, Kokkos::HostSpace> h(dec, spec, v); },
+      "exceeds MPI's int count");
 }
 
 }  // namespace

@@ -3,9 +3,11 @@
 /// Owning handle for an MPI communicator and collective agreement helpers.
 
 #include <khalo/detail/mpi_error.hpp>
+#include <khalo/error.hpp>
 
 #include <mpi.h>
 
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -72,9 +74,10 @@ class Comm {
 };
 
 /// Collective: if any rank passes a non-empty \p local_error, every rank throws
-/// \p Exception (std::invalid_argument by default) with the message of the lowest such rank. This is how
-/// a plan-time error found on one rank ends every rank alike instead of leaving
-/// the others waiting in a later collective.
+/// \p Exception (std::invalid_argument by default), marked as a CollectiveError,
+/// with the message of the lowest such rank. This is how a plan-time error found
+/// on one rank ends every rank alike instead of leaving the others waiting in a
+/// later collective.
 template <class Exception = std::invalid_argument>
 void throw_if_any(MPI_Comm comm, const std::string& local_error) {
   int me = 0;
@@ -94,10 +97,14 @@ void throw_if_any(MPI_Comm comm, const std::string& local_error) {
     message = local_error;
   }
   KHALO_MPI_CHECK(MPI_Bcast(message.data(), len, MPI_CHAR, first, comm));
-  throw Exception(message);
+  throw Collective<Exception>(message);
 }
 
-/// Collective: checks that every rank passed the same \p values; if not,
+/// A value in disagreement()'s list that says nothing on this rank: it agrees with any other.
+inline constexpr std::int64_t kAnyValue = INT64_MIN;
+
+/// Collective: checks that every rank passed the same \p values, where an entry
+/// that is kAnyValue on some ranks only has to agree among the others; if not,
 /// returns (on every rank) a message naming the first entry that differs with
 /// its smallest and largest value, else an empty string.
 inline std::string disagreement(MPI_Comm comm, const std::vector<std::int64_t>& values,
@@ -111,13 +118,20 @@ inline std::string disagreement(MPI_Comm comm, const std::vector<std::int64_t>& 
     return "ranks disagree on the number of checked properties (" + std::to_string(nmin) + " vs " +
            std::to_string(nmax) + ")";
   }
+  // A wildcard is the largest value in the MIN reduction and the smallest in the MAX one, so
+  // it never widens [lo, hi]; entries that are wildcards everywhere end with lo > hi.
+  std::vector<std::int64_t> for_min(values);
+  std::vector<std::int64_t> for_max(values);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i] == kAnyValue) for_min[i] = INT64_MAX;
+  }
   std::vector<std::int64_t> lo(values.size());
   std::vector<std::int64_t> hi(values.size());
   const int count = static_cast<int>(values.size());
-  KHALO_MPI_CHECK(MPI_Allreduce(values.data(), lo.data(), count, MPI_INT64_T, MPI_MIN, comm));
-  KHALO_MPI_CHECK(MPI_Allreduce(values.data(), hi.data(), count, MPI_INT64_T, MPI_MAX, comm));
+  KHALO_MPI_CHECK(MPI_Allreduce(for_min.data(), lo.data(), count, MPI_INT64_T, MPI_MIN, comm));
+  KHALO_MPI_CHECK(MPI_Allreduce(for_max.data(), hi.data(), count, MPI_INT64_T, MPI_MAX, comm));
   for (std::size_t i = 0; i < values.size(); ++i) {
-    if (lo[i] != hi[i]) {
+    if (lo[i] < hi[i]) {
       const std::string what = i < names.size() ? names[i] : "value " + std::to_string(i);
       return "ranks disagree on " + what + " (" + std::to_string(lo[i]) + " on some ranks, " + std::to_string(hi[i]) +
              " on others)";

@@ -201,11 +201,13 @@ inline std::size_t align_up(std::size_t n, std::size_t a) { return a == 0 ? n : 
 /// Builds the messages and fills of every phase for one set of shapes.
 /// Phases run over the split dimensions in order; a phase's blocks span the
 /// ghost layers of the dimensions exchanged before it, which is what fills
-/// edges and corners.
+/// edges and corners. Local: what only this rank can see wrong (a message too
+/// large for MPI's int count) goes to \p error, for the caller to make
+/// collective before anyone throws.
 template <class Exec>
 std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
                                 const std::vector<FieldType<Exec>>& types, const std::vector<FieldShape>& shapes,
-                                bool zero_copy) {
+                                bool zero_copy, std::string& error) {
   const auto& split = dec.split_dims();
   std::vector<Phase> phases(split.size());
   for (std::size_t p = 0; p < split.size(); ++p) {
@@ -245,8 +247,12 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
         m.segments.push_back(s);
       }
       if (m.bytes > static_cast<std::size_t>(INT_MAX)) {
-        throw std::invalid_argument("khalo::Halo: a halo message of " + std::to_string(m.bytes) +
-                                    " bytes exceeds MPI's int count");
+        if (error.empty()) {
+          error = "khalo::Halo: a halo message of " + std::to_string(m.bytes) + " bytes (rank " +
+                  std::to_string(dec.grid().rank()) + ", dimension " + std::to_string(d) +
+                  ") exceeds MPI's int count; split the fields or use more ranks";
+        }
+        return m;
       }
       if (zero_copy) m.runs = in_place_runs(m, types);
       return m;
@@ -305,8 +311,8 @@ void validate(const Decomposition& dec, const HaloSpec& spec, const std::vector<
     names.push_back("the rank of " + field);
     sig.push_back(types[f].type_code);
     names.push_back("the element type of " + field + " (here " + types[f].type_name + ")");
-    for (std::size_t k = 0; k < s.order.size(); ++k) {
-      sig.push_back(s.order[k]);
+    for (const std::int64_t v : layout_signature(s.extents, s.order)) {
+      sig.push_back(v);
       names.push_back("the memory layout (stride order) of " + field);
     }
     if (!error.empty()) continue;

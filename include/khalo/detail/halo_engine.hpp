@@ -1,0 +1,287 @@
+#pragma once
+/// \file
+/// The MPI engine behind khalo::Halo: its plans per shape, buffers, requests,
+/// and the phases of one exchange. Shared by a Halo and the exchange it
+/// started, so either may go first. Not public.
+
+#include <khalo/decomposition.hpp>
+#include <khalo/detail/comm.hpp>
+#include <khalo/detail/halo_plan.hpp>
+#include <khalo/detail/mpi_error.hpp>
+#include <khalo/halo_spec.hpp>
+
+#include <mpi.h>
+#include <Kokkos_Core.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace khalo {
+
+namespace detail {
+
+/// Seconds a rank that meets new shapes waits for the others to plan them too
+/// (KHALO_REPLAN_TIMEOUT, default 30): past that it throws instead of hanging.
+inline double replan_timeout_seconds() {
+  if (const char* v = std::getenv("KHALO_REPLAN_TIMEOUT"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    if (end != v && s > 0) return s;
+  }
+  return 30.0;
+}
+
+template <class Exec, class MemSpace>
+class HaloEngine {
+ public:
+  using Plan = ShapePlan<MemSpace>;
+
+  HaloEngine(const Decomposition& dec, const HaloSpec& spec, std::vector<FieldType<Exec>> types, bool stage)
+      : dec_(dec), spec_(spec), comm_(Comm::duplicate(dec.grid().comm())), types_(std::move(types)), stage_(stage) {}
+
+  const std::vector<FieldType<Exec>>& types() const noexcept { return types_; }
+  const Decomposition& decomposition() const noexcept { return dec_; }
+  bool staged() const noexcept { return stage_; }
+  bool in_flight() const noexcept { return in_flight_; }
+  HaloStats& stats() noexcept { return stats_; }
+
+  /// The plan for \p shapes, built collectively when new. Every rank must meet
+  /// new shapes together; a rank that meets them alone (its cache misses where
+  /// the others' hit) cannot be seen by the others, who wait in the exchange, so
+  /// it gives up after replan_timeout_seconds() with an error naming itself
+  /// instead of waiting for ever. \p first: the constructor's plan, which every
+  /// rank builds together by definition.
+  Plan& plan_for(const std::vector<FieldShape>& shapes, bool first) {
+    std::vector<std::int64_t> key;
+    for (const auto& s : shapes) {
+      key.insert(key.end(), s.extents.begin(), s.extents.end());
+      key.insert(key.end(), s.strides.begin(), s.strides.end());
+    }
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+    if (!first) join_replan();
+    validate(dec_, spec_, types_, shapes);
+    std::string error;
+    Plan plan;
+    plan.phases = build_phases(dec_, spec_, types_, shapes, !stage_, error);
+    throw_if_any(dec_.grid().comm(), error);
+    agree_in_place(comm_.get(), plan.phases);
+    // An allocation that fails on one rank fails the plan on every rank.
+    try {
+      allocate(plan);
+    } catch (const std::exception& e) {
+      error = "khalo::Halo: rank " + std::to_string(dec_.grid().rank()) +
+              " could not allocate its halo buffers: " + e.what();
+    }
+    throw_if_any<std::runtime_error>(dec_.grid().comm(), error);
+    return plans_.emplace(std::move(key), std::move(plan)).first->second;
+  }
+
+  /// Posts the first phase: receives, packs, sends and open-side fills.
+  /// On failure, what was posted is cancelled and completed before the error goes on.
+  void start(const Exec& exec, Plan& plan, std::vector<void*> data) {
+    current_ = &plan;
+    data_ = std::move(data);
+    in_flight_ = true;
+    try {
+      begin_phase(exec, 0);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+  }
+
+  /// Completes the exchange: the remaining phases, then a fence of \p exec.
+  void finish(const Exec& exec) {
+    Kokkos::Profiling::pushRegion("khalo::Halo::wait");
+    try {
+      for (;;) {
+        end_phase(exec);
+        if (phase_ + 1 >= current_->phases.size()) break;
+        begin_phase(exec, phase_ + 1);
+      }
+      exec.fence();
+    } catch (...) {
+      abandon();
+      Kokkos::Profiling::popRegion();
+      throw;
+    }
+    in_flight_ = false;
+    Kokkos::Profiling::popRegion();
+  }
+
+ private:
+  // Every rank that plans new shapes meets here; one whose peers still run the
+  // old plan finds nobody before the deadline.
+  void join_replan() {
+    MPI_Request barrier = MPI_REQUEST_NULL;
+    KHALO_MPI_CHECK(MPI_Ibarrier(comm_.get(), &barrier));
+    const double timeout = replan_timeout_seconds();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    for (;;) {
+      int done = 0;
+      KHALO_MPI_CHECK(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE));
+      if (done) return;
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("khalo::Halo::start: rank " + std::to_string(dec_.grid().rank()) +
+                                 " met field shapes it has no plan for, and the other ranks did not plan them "
+                                 "within " +
+                                 std::to_string(static_cast<int>(timeout)) +
+                                 " s: shapes must change on every rank together (KHALO_REPLAN_TIMEOUT)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+
+  // One send and one receive buffer, big enough for the largest phase; a rank
+  // whose messages all go in place (or that has no neighbour) allocates nothing.
+  void allocate(Plan& plan) {
+    std::size_t send = 0;
+    std::size_t recv = 0;
+    for (auto& ph : plan.phases) {
+      std::size_t s = 0;
+      std::size_t r = 0;
+      for (auto& m : ph.sends) {
+        if (!m.in_place()) m.buffer_offset = std::exchange(s, align_up(s + m.bytes, 64));
+      }
+      for (auto& m : ph.recvs) {
+        if (!m.in_place()) m.buffer_offset = std::exchange(r, align_up(r + m.bytes, 64));
+      }
+      send = std::max(send, s);
+      recv = std::max(recv, r);
+    }
+    auto& b = plan.buffers;
+    if (send > 0) {
+      b.send = typename Buffers<MemSpace>::Device(Kokkos::view_alloc("khalo::send", Kokkos::WithoutInitializing), send);
+      ++stats_.allocations;
+      if (stage_) {
+        b.send_host = Kokkos::create_mirror_view(b.send);
+        ++stats_.allocations;
+      }
+    }
+    if (recv > 0) {
+      b.recv = typename Buffers<MemSpace>::Device(Kokkos::view_alloc("khalo::recv", Kokkos::WithoutInitializing), recv);
+      ++stats_.allocations;
+      if (stage_) {
+        b.recv_host = Kokkos::create_mirror_view(b.recv);
+        ++stats_.allocations;
+      }
+    }
+  }
+
+  unsigned char* field_bytes(int field) const {
+    return static_cast<unsigned char*>(data_[static_cast<std::size_t>(field)]);
+  }
+
+  void begin_phase(const Exec& exec, std::size_t p) {
+    phase_ = p;
+    requests_.clear();
+    if (p >= current_->phases.size()) return;
+    const Phase& ph = current_->phases[p];
+    auto& b = current_->buffers;
+    unsigned char* recv_base = stage_ ? b.recv_host.data() : b.recv.data();
+    for (const auto& m : ph.recvs) {
+      if (m.in_place()) {
+        for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
+      } else {
+        post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
+      }
+    }
+    for (const auto& m : ph.sends) {
+      if (m.in_place()) continue;
+      for (const auto& s : m.segments) {
+        types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
+                                                                b.send.data() + m.buffer_offset + s.offset);
+        ++stats_.faces_packed;
+        stats_.bytes_packed += static_cast<std::int64_t>(s.bytes);
+      }
+    }
+    // MPI reads the send buffer (or the View) from here on: fence this instance only.
+    exec.fence();
+    if (stage_ && b.send.extent(0) > 0) {
+      Kokkos::deep_copy(exec, b.send_host, b.send);
+      exec.fence();
+    }
+    unsigned char* send_base = stage_ ? b.send_host.data() : b.send.data();
+    for (const auto& m : ph.sends) {
+      if (m.in_place()) {
+        for (const auto& r : m.runs) post(MPI_Isend, field_bytes(r.field) + r.offset, r.bytes, m);
+        stats_.messages += static_cast<std::int64_t>(m.runs.size());
+      } else {
+        post(MPI_Isend, send_base + m.buffer_offset, static_cast<int>(m.bytes), m);
+        ++stats_.messages;
+      }
+      stats_.bytes_sent += static_cast<std::int64_t>(m.bytes);
+    }
+    // Sides without a neighbour: filled while the messages fly. They touch
+    // only ghost layers no message reads or writes.
+    for (const auto& fill : ph.fills) {
+      const auto& k = *types_[static_cast<std::size_t>(fill.field)].kernels;
+      if (fill.boundary == Boundary::zero) {
+        k.zero(exec, field_bytes(fill.field), fill.ghost);
+      } else {
+        for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
+      }
+    }
+  }
+
+  template <class Post, class Ptr>
+  void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m) {
+    requests_.push_back(MPI_REQUEST_NULL);
+    KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
+  }
+
+  void end_phase(const Exec& exec) {
+    const Phase& ph = current_->phases[phase_];
+    auto& b = current_->buffers;
+    if (!requests_.empty()) {
+      KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
+    }
+    requests_.clear();
+    if (stage_ && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
+    for (const auto& m : ph.recvs) {
+      stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
+      if (m.in_place()) continue;
+      for (const auto& s : m.segments) {
+        types_[static_cast<std::size_t>(s.field)].kernels->unpack(exec, field_bytes(s.field), s.walk,
+                                                                  b.recv.data() + m.buffer_offset + s.offset);
+      }
+    }
+  }
+
+  // After a failure: cancels what is still posted and completes it, so that no
+  // request outlives the exchange and MPI never writes into a View later.
+  // Errors here are ignored; the first error is the one that goes on.
+  void abandon() noexcept {
+    for (auto& r : requests_) {
+      if (r != MPI_REQUEST_NULL) MPI_Cancel(&r);
+    }
+    for (auto& r : requests_) {
+      if (r != MPI_REQUEST_NULL) MPI_Wait(&r, MPI_STATUS_IGNORE);
+    }
+    requests_.clear();
+    in_flight_ = false;
+  }
+
+  Decomposition dec_;
+  HaloSpec spec_;
+  Comm comm_;
+  std::vector<FieldType<Exec>> types_;
+  std::map<std::vector<std::int64_t>, Plan> plans_;
+  Plan* current_ = nullptr;
+  std::vector<void*> data_;
+  std::vector<MPI_Request> requests_;
+  std::size_t phase_ = 0;
+  bool stage_ = false;
+  bool in_flight_ = false;
+  HaloStats stats_;
+};
+
+}  // namespace detail
+}  // namespace khalo
