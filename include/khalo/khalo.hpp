@@ -4,6 +4,7 @@
 
 #include <khalo/config.hpp>
 #include <khalo/decomposition.hpp>
+#include <khalo/error.hpp>
 #include <khalo/halo.hpp>
 #include <khalo/halo_rows.hpp>
 #include <khalo/halo_spec.hpp>

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     return e.get_exit_code() == 0 ? 0 : 2;
   }
   if (ulp->count() > 0) o.max_ulp = max_ulp;
-  try {
+  return runtime.guard("khalo-compare", [&] {
     const auto c = khalo::io::compare_files(MPI_COMM_WORLD, a, b, o);
     if (root) {
       if (json) {
@@ -97,8 +97,5 @@ int main(int argc, char** argv) {
       }
     }
     return c.equal() ? 0 : 1;
-  } catch (const std::exception& e) {
-    if (root) std::fprintf(stderr, "khalo-compare: error: %s\n", e.what());
-    return 2;
-  }
+  });
 }

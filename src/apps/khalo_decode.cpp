@@ -98,7 +98,9 @@ int main(int argc, char** argv) {
     if (root) std::printf("%s\n", text.c_str());
     return 0;
   }
-  try {
+  // Errors every rank sees end the run with one message and exit 2; an error one rank meets
+  // alone (out of memory, MPI, HDF5) ends the whole job (khalo::Runtime::guard).
+  return runtime.guard("khalo-decode", [&] {
     const double t_start = MPI_Wtime();
     const auto format = khalo::memory_format_from_string(layout);
     // The input's shape.
@@ -190,8 +192,5 @@ int main(int argc, char** argv) {
           MPI_Wtime() - t_start, seconds > 0 ? flops / seconds * 1e-9 : 0.0, halo_bytes * 1e-6, output.c_str());
     }
     return 0;
-  } catch (const std::exception& e) {
-    if (root) std::fprintf(stderr, "khalo-decode: error: %s\n", e.what());
-    return 2;
-  }
+  });
 }

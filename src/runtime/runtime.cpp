@@ -15,9 +15,19 @@
 #include <hip/hip_runtime_api.h>
 #endif
 
+#include <khalo/error.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <string>
+#include <thread>
 
 namespace khalo {
 namespace {
@@ -59,19 +69,168 @@ const char* launcher_local_rank() {
   return nullptr;
 }
 
+// The rank that handlers name; set once MPI is up.
+volatile sig_atomic_t g_rank = -1;
+volatile sig_atomic_t g_aborting = 0;
+
+bool mpi_usable() noexcept {
+  int initialized = 0;
+  int finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+void terminate_handler() {
+  std::string what = "terminate called without an active exception";
+  if (const auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = std::string("uncaught exception: ") + x.what();
+    } catch (...) {
+      what = "uncaught exception of unknown type";
+    }
+  }
+  Runtime::abort_job(what);
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGSEGV: return "SIGSEGV (invalid memory access)";
+    case SIGBUS: return "SIGBUS (bus error)";
+    case SIGFPE: return "SIGFPE (arithmetic error)";
+    case SIGILL: return "SIGILL (illegal instruction)";
+    case SIGABRT: return "SIGABRT (abort, e.g. Kokkos::abort or a failed assertion)";
+    default: return "a fatal signal";
+  }
+}
+
+// Best effort: MPI_Abort is not async-signal-safe, but a rank that dies alone
+// of a signal would leave the others waiting (srun does not end the job by
+// default), which is worse.
+void signal_handler(int sig) {
+  if (g_aborting) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_aborting = 1;
+  char line[160];
+  const int n = std::snprintf(line, sizeof line, "khalo: rank %d: %s\n", static_cast<int>(g_rank), signal_name(sig));
+  if (n > 0) {
+    [[maybe_unused]] const auto w = ::write(STDERR_FILENO, line, static_cast<std::size_t>(n));
+  }
+  MPI_Abort(MPI_COMM_WORLD, 2);
+  std::_Exit(2);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+void install_handlers() {
+  std::set_terminate(terminate_handler);
+  // Sanitizers report through their own handlers; KHALO_NO_SIGNAL_HANDLERS=1 keeps the
+  // MPI library's (OpenMPI prints a backtrace).
+  const char* off = std::getenv("KHALO_NO_SIGNAL_HANDLERS");
+  if (kSanitized || (off != nullptr && *off != '\0' && std::string(off) != "0")) return;
+  struct sigaction action {};
+  action.sa_handler = signal_handler;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &action, nullptr);
+}
+
+double fail_agree_seconds() {
+  if (const char* v = std::getenv("KHALO_FAIL_AGREE_SECONDS"); v != nullptr && *v != '\0') {
+    char* end = nullptr;
+    const double s = std::strtod(v, &end);
+    if (end != v && s >= 0) return s;
+  }
+  return 3.0;
+}
+
 }  // namespace
 
-Runtime::Runtime(int& argc, char**& argv) {
+void Runtime::abort_job(const std::string& what) noexcept {
+  g_aborting = 1;
+  std::fprintf(stderr, "khalo: rank %d: %s\n", static_cast<int>(g_rank), what.c_str());
+  std::fflush(stderr);
+  if (mpi_usable()) MPI_Abort(MPI_COMM_WORLD, 2);
+  std::_Exit(2);
+}
+
+int Runtime::guard(const char* program, const std::function<int()>& body) const {
+  std::string what;
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    if (is_collective(e)) {
+      if (world_rank_ == 0) std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+      return 2;
+    }
+    what = e.what();
+  } catch (...) {
+    what = "exception of unknown type";
+  }
+  // Did every rank fail? Then the error is everyone's: one message, exit 2, no abort.
+  if (fail_comm_ != MPI_COMM_NULL && mpi_usable()) {
+    int mine = world_rank_;
+    int lowest = 0;
+    MPI_Request request = MPI_REQUEST_NULL;
+    if (MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, fail_comm_, &request) == MPI_SUCCESS) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(fail_agree_seconds());
+      int done = 0;
+      while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (done) {
+        int len = world_rank_ == lowest ? static_cast<int>(what.size()) : 0;
+        MPI_Bcast(&len, 1, MPI_INT, lowest, fail_comm_);
+        std::string message = what;
+        message.resize(static_cast<std::size_t>(len));
+        MPI_Bcast(message.data(), len, MPI_CHAR, lowest, fail_comm_);
+        if (world_rank_ == 0) std::fprintf(stderr, "%s: error: %s\n", program, message.c_str());
+        return 2;
+      }
+    }
+  }
+  if (policy_ == FailurePolicy::throw_only) throw;
+  abort_job(what);
+}
+
+Runtime::Runtime(int& argc, char**& argv, FailurePolicy policy) : policy_(policy) {
   int mpi_ready = 0;
   KHALO_MPI_CHECK(MPI_Initialized(&mpi_ready));
+  int provided = MPI_THREAD_SINGLE;
   if (!mpi_ready) {
-    int provided = 0;
     // FUNNELED: only the thread that called main talks to MPI; OpenMP threads compute.
     KHALO_MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided));
     owns_mpi_ = true;
+  } else {
+    KHALO_MPI_CHECK(MPI_Query_thread(&provided));
   }
   KHALO_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
   KHALO_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size_));
+  g_rank = world_rank_;
+  if (provided < MPI_THREAD_FUNNELED) {
+    // Every rank gets the same answer from the same library, so every rank throws.
+    throw std::runtime_error("khalo::Runtime: the MPI library provides thread level " + std::to_string(provided) +
+                             ", below the MPI_THREAD_FUNNELED that khalo needs");
+  }
+  KHALO_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &fail_comm_));
+  KHALO_MPI_CHECK(MPI_Comm_set_errhandler(fail_comm_, MPI_ERRORS_RETURN));
+  if (policy_ == FailurePolicy::abort_job) install_handlers();
   local_rank_ = node_local_rank(MPI_COMM_WORLD);
   const char* verbose = std::getenv("KHALO_VERBOSE");
   const bool say = verbose != nullptr && *verbose != '\0' && std::string(verbose) != "0";
@@ -98,6 +257,7 @@ Runtime::~Runtime() {
   if (owns_kokkos_ && Kokkos::is_initialized()) {
     Kokkos::finalize();
   }
+  if (fail_comm_ != MPI_COMM_NULL && mpi_usable()) MPI_Comm_free(&fail_comm_);
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (owns_mpi_ && !finalized) {
