@@ -15,7 +15,9 @@
 #   - khalo-decode gives the same bytes under srun -n 2, srun -n 4, mpirun -np 2 and on 1 rank
 #     (khalo-compare --bitwise);
 #   - examples/slurm/decode.sbatch runs through sbatch on 2 ranks (its GPU request removed) and
-#     matches the golden output in tests/reference/golden.
+#     matches the golden output in tests/reference/golden;
+#   - fail-stop: when one rank fails (tests/fault/fault_matrix.sh, srun -n 2 and -n 3), every
+#     rank ends within 30 s with one message, and no output is damaged.
 # The cluster (slurm.conf, state, logs, munge key and socket) lives in one temporary directory,
 # removed at exit. munged, slurmctld and slurmd are stopped by their PIDs however the script ends.
 # Missing packages (slurmctld slurmd slurm-client munge) are installed with apt-get, as root or
@@ -405,6 +407,14 @@ sbatch_example() {
   return "$rc"
 }
 check "sbatch examples/slurm/decode.sbatch (2 ranks, no GPU), compared with the golden output" sbatch_example
+
+# 5. Fail-stop under srun: one rank fails (out of memory, an error inside an exchange, shapes
+# changed alone, kill -9) and every rank ends within 30 s with one message.
+fault_matrix_srun() {
+  timeout -k 10 600 "$repo/tests/fault/fault_matrix.sh" srun "$decode" "$build/tests/fault_driver" \
+    "$build/tests/libkhalo_fault_tool.so" 2 3
+}
+check "fail-stop under srun: tests/fault/fault_matrix.sh at 2 and 3 ranks" fault_matrix_srun
 
 failed=0
 khalo_note "all $checks Slurm checks passed"
