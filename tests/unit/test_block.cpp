@@ -82,27 +82,32 @@ std::vector<double> iota_data(std::int64_t n) {
   return v;
 }
 
-void check_pack_unpack_zero(const Array& a, const Block& b, bool merge) {
+using khalo::detail::PieceSchedule;
+// Every schedule visits every element once, whatever the execution space: the
+// device ones (a team per piece of a run; an element per item) run here on the host.
+constexpr PieceSchedule kSchedules[] = {PieceSchedule::runs, PieceSchedule::team, PieceSchedule::elements};
+
+void check_pack_unpack_zero(const Array& a, const Block& b, bool merge, PieceSchedule schedule) {
   const auto ref = reference_offsets(a, b);
   const auto w = khalo::detail::make_walk(a.strides, a.order, b, merge);
   ASSERT_EQ(w.count, static_cast<std::int64_t>(ref.size()));
   const auto data = iota_data(a.span);
 
   std::vector<double> buf(ref.size(), -1.0);
-  khalo::detail::pack_block(Exec(), data.data(), w, buf.data());
+  khalo::detail::pack_block(Exec(), data.data(), w, buf.data(), schedule);
   Exec().fence();
   for (std::size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(buf[i], data[static_cast<std::size_t>(ref[i])]) << i;
 
   auto out = data;
   for (auto& x : buf) x = -x;
-  khalo::detail::unpack_block(Exec(), out.data(), w, buf.data());
+  khalo::detail::unpack_block(Exec(), out.data(), w, buf.data(), schedule);
   Exec().fence();
   auto want = data;
   for (std::size_t i = 0; i < ref.size(); ++i) want[static_cast<std::size_t>(ref[i])] = buf[i];
   ASSERT_EQ(out, want);
 
   out = data;
-  khalo::detail::zero_block(Exec(), out.data(), w);
+  khalo::detail::zero_block(Exec(), out.data(), w, schedule);
   Exec().fence();
   want = data;
   for (auto o : ref) want[static_cast<std::size_t>(o)] = 0.0;
@@ -115,8 +120,10 @@ TEST(Block, PackUnpackZeroMatchTheReferenceOnRandomBlocks) {
     const Array a = random_array(rng, 7);
     const Block b = random_block(rng, a);
     SCOPED_TRACE("trial " + std::to_string(trial));
-    check_pack_unpack_zero(a, b, true);
-    check_pack_unpack_zero(a, b, false);
+    for (auto schedule : kSchedules) {
+      check_pack_unpack_zero(a, b, true, schedule);
+      check_pack_unpack_zero(a, b, false, schedule);
+    }
   }
 }
 
@@ -124,8 +131,10 @@ TEST(Block, LongRunsSplitIntoSeveralWorkItemsStayWhole) {
   // Inner runs of 40000 and 70001 elements exceed the host work-item cap.
   for (std::int64_t w : {40000, 70001}) {
     Array a{{3, w}, {w + 5, 1}, {0, 1}, 3 * (w + 5)};
-    check_pack_unpack_zero(a, Block{{1, 0}, {2, w}}, true);
-    check_pack_unpack_zero(a, Block{{0, 1}, {3, w - 2}}, true);
+    for (auto schedule : kSchedules) {
+      check_pack_unpack_zero(a, Block{{1, 0}, {2, w}}, true, schedule);
+      check_pack_unpack_zero(a, Block{{0, 1}, {3, w - 2}}, true, schedule);
+    }
   }
 }
 
@@ -140,15 +149,17 @@ TEST(Block, ShiftCopyMovesTheBlockAlongOneDimension) {
     b.extent[d] = 1;
     const std::int64_t to = a.extents[d] - 1;  // the source layer 0 lands on the last layer
     const auto data = iota_data(a.span);
-    auto out = data;
-    khalo::detail::shift_copy_block(Exec(), out.data(), khalo::detail::make_walk(a.strides, a.order, b),
-                                    to * a.strides[d]);
-    Exec().fence();
     auto want = data;
     for (auto o : reference_offsets(a, b)) {
       want[static_cast<std::size_t>(o + to * a.strides[d])] = data[static_cast<std::size_t>(o)];
     }
-    ASSERT_EQ(out, want) << "trial " << trial;
+    for (auto schedule : kSchedules) {
+      auto out = data;
+      khalo::detail::shift_copy_block(Exec(), out.data(), khalo::detail::make_walk(a.strides, a.order, b),
+                                      to * a.strides[d], schedule);
+      Exec().fence();
+      ASSERT_EQ(out, want) << "trial " << trial;
+    }
   }
 }
 
@@ -169,17 +180,19 @@ TEST(Block, CopyBlockBetweenArraysOfDifferentPadding) {
     Block db = sb;
     for (std::size_t d = 0; d < db.lo.size(); ++d) db.lo[d] = dst.extents[d] - db.extent[d];
     const auto data = iota_data(src.span);
-    std::vector<double> out(static_cast<std::size_t>(dst.span), -1.0);
-    khalo::detail::copy_block(Exec(), data.data(), khalo::detail::make_walk(src.strides, src.order, sb, false),
-                              out.data(), khalo::detail::make_walk(dst.strides, dst.order, db, false));
-    Exec().fence();
-    std::vector<double> want(out.size(), -1.0);
+    std::vector<double> want(static_cast<std::size_t>(dst.span), -1.0);
     const auto from = reference_offsets(src, sb);
     const auto to = reference_offsets(dst, db);
     for (std::size_t i = 0; i < from.size(); ++i) {
       want[static_cast<std::size_t>(to[i])] = data[static_cast<std::size_t>(from[i])];
     }
-    ASSERT_EQ(out, want) << "trial " << trial;
+    for (auto schedule : kSchedules) {
+      std::vector<double> out(static_cast<std::size_t>(dst.span), -1.0);
+      khalo::detail::copy_block(Exec(), data.data(), khalo::detail::make_walk(src.strides, src.order, sb, false),
+                                out.data(), khalo::detail::make_walk(dst.strides, dst.order, db, false), schedule);
+      Exec().fence();
+      ASSERT_EQ(out, want) << "trial " << trial;
+    }
   }
 }
 

@@ -83,29 +83,98 @@ inline BlockWalk make_walk(const Extents& strides, const std::vector<int>& order
   return w;
 }
 
-/// Work items of a walk: pieces of runs. On the host a piece is a whole run
-/// (capped, so that one long run still spreads over threads); on a device it
-/// is one element, so that neighbouring threads touch neighbouring addresses.
+/// How the elements of a walk are spread over work items.
+enum class PieceSchedule {
+  /// The default for the execution space and the walk, as below.
+  automatic,
+  /// One work item per run, or per piece of a long run (host: each item copies a
+  /// contiguous range with a plain loop).
+  runs,
+  /// One team per piece of a run: the run's position is decoded once per team and
+  /// the team's threads take neighbouring elements, so a warp's accesses coalesce
+  /// (device spaces, runs of kMinTeamRun elements or more).
+  team,
+  /// One element per work item, each decoding its run's position (device spaces,
+  /// runs too short to give a team work).
+  elements,
+};
+
+/// Runs shorter than this go element-wise on a device: a team would idle.
+inline constexpr std::int64_t kMinTeamRun = 32;
+/// Elements one team copies on a device, and one host work item at most (so that
+/// one long run still spreads over threads).
+inline constexpr std::int64_t kDevicePiece = 2048;
+inline constexpr std::int64_t kHostPiece = 16384;
+
 template <class Exec>
-std::int64_t piece_length(const BlockWalk& w) {
+PieceSchedule resolve(PieceSchedule schedule, const BlockWalk& w) {
+  if (schedule != PieceSchedule::automatic) return schedule;
   constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible;
-  constexpr std::int64_t host_cap = 16384;
-  return host ? (w.run_length() < host_cap ? w.run_length() : host_cap) : 1;
+  if (host) return PieceSchedule::runs;
+  return w.run_length() >= kMinTeamRun ? PieceSchedule::team : PieceSchedule::elements;
 }
 
-/// Calls body(r, j, n) for the pieces of \p w: n elements of run r from its j-th on.
+/// Calls body(r, a, b, j, n) for the pieces of \p w: n elements of run r from its
+/// j-th on, where a = w.run_offset(r) and b = second.run_offset(r) (\p second walks
+/// another block visited in step with \p w, or is \p w itself). Every element is
+/// visited once; the schedule only decides which work item does it.
 template <class Exec, class Body>
-void for_each_piece(const char* label, const Exec& exec, const BlockWalk& w, const Body& body) {
+void for_each_piece(const char* label, const Exec& exec, const BlockWalk& w, const BlockWalk& second,
+                    PieceSchedule schedule, const Body& body) {
   if (w.count == 0) return;
   const std::int64_t run = w.run_length();
-  const std::int64_t piece = piece_length<Exec>(w);
-  const std::int64_t per_run = (run + piece - 1) / piece;
-  Kokkos::parallel_for(
-      label, Kokkos::RangePolicy<Exec>(exec, 0, w.count / run * per_run), KOKKOS_LAMBDA(const std::int64_t i) {
-        const std::int64_t r = i / per_run;
-        const std::int64_t j = (i - r * per_run) * piece;
-        body(r, j, run - j < piece ? run - j : piece);
-      });
+  const std::int64_t runs = w.count / run;
+  const bool one_walk = &second == &w;  // then b = a, decoded once
+  switch (resolve<Exec>(schedule, w)) {
+    case PieceSchedule::automatic:
+    case PieceSchedule::runs: {
+      const std::int64_t piece = run < kHostPiece ? run : kHostPiece;
+      const std::int64_t per_run = (run + piece - 1) / piece;
+      Kokkos::parallel_for(
+          label, Kokkos::RangePolicy<Exec>(exec, 0, runs * per_run), KOKKOS_LAMBDA(const std::int64_t i) {
+            const std::int64_t r = i / per_run;
+            const std::int64_t j = (i - r * per_run) * piece;
+            const std::int64_t a = w.run_offset(r);
+            body(r, a, one_walk ? a : second.run_offset(r), j, run - j < piece ? run - j : piece);
+          });
+      break;
+    }
+    case PieceSchedule::team: {
+      using Policy = Kokkos::TeamPolicy<Exec>;
+      using Member = typename Policy::member_type;
+      const std::int64_t piece = run < kDevicePiece ? run : kDevicePiece;
+      const std::int64_t per_run = (run + piece - 1) / piece;
+      Kokkos::parallel_for(
+          label, Policy(exec, runs * per_run, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
+            const std::int64_t i = team.league_rank();
+            const std::int64_t r = i / per_run;
+            const std::int64_t j = (i - r * per_run) * piece;
+            const std::int64_t n = run - j < piece ? run - j : piece;
+            // One thread decodes the run's position; the team shares it.
+            std::int64_t a = 0;
+            std::int64_t b = 0;
+            Kokkos::single(
+                Kokkos::PerTeam(team), [&](std::int64_t& v) { v = w.run_offset(r); }, a);
+            if (one_walk) {
+              b = a;
+            } else {
+              Kokkos::single(
+                  Kokkos::PerTeam(team), [&](std::int64_t& v) { v = second.run_offset(r); }, b);
+            }
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n),
+                                 [&](const std::int64_t k) { body(r, a, b, j + k, 1); });
+          });
+      break;
+    }
+    case PieceSchedule::elements:
+      Kokkos::parallel_for(
+          label, Kokkos::RangePolicy<Exec>(exec, 0, w.count), KOKKOS_LAMBDA(const std::int64_t i) {
+            const std::int64_t r = i / run;
+            const std::int64_t a = w.run_offset(r);
+            body(r, a, one_walk ? a : second.run_offset(r), i - r * run, 1);
+          });
+      break;
+  }
 }
 
 /// dst[k * ds] = src[k * ss] for k < n; the unit-stride case is a separate loop so that it vectorizes.
@@ -120,45 +189,52 @@ KOKKOS_INLINE_FUNCTION void copy_run(T* dst, std::int64_t ds, const T* src, std:
 
 /// Copies a block of \p data into the flat buffer \p buf, in memory order.
 template <class Exec, class T>
-void pack_block(const Exec& exec, const T* data, const BlockWalk& w, T* buf) {
+void pack_block(const Exec& exec, const T* data, const BlockWalk& w, T* buf,
+                PieceSchedule schedule = PieceSchedule::automatic) {
   const std::int64_t run = w.run_length();
   const std::int64_t s = w.run_stride();
   for_each_piece(
-      "khalo::pack", exec, w, KOKKOS_LAMBDA(std::int64_t r, std::int64_t j, std::int64_t n) {
-        copy_run(buf + r * run + j, 1, data + w.run_offset(r) + j * s, s, n);
+      "khalo::pack", exec, w, w, schedule,
+      KOKKOS_LAMBDA(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
+        copy_run(buf + r * run + j, 1, data + a + j * s, s, n);
       });
 }
 
 /// Copies the flat buffer \p buf into a block of \p data, in memory order.
 template <class Exec, class T>
-void unpack_block(const Exec& exec, T* data, const BlockWalk& w, const T* buf) {
+void unpack_block(const Exec& exec, T* data, const BlockWalk& w, const T* buf,
+                  PieceSchedule schedule = PieceSchedule::automatic) {
   const std::int64_t run = w.run_length();
   const std::int64_t s = w.run_stride();
   for_each_piece(
-      "khalo::unpack", exec, w, KOKKOS_LAMBDA(std::int64_t r, std::int64_t j, std::int64_t n) {
-        copy_run(data + w.run_offset(r) + j * s, s, buf + r * run + j, 1, n);
+      "khalo::unpack", exec, w, w, schedule,
+      KOKKOS_LAMBDA(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
+        copy_run(data + a + j * s, s, buf + r * run + j, 1, n);
       });
 }
 
 /// Copies a block of \p src onto a block of \p dst of the same extents;
 /// both walks are unmerged and in the same order, so their runs match.
 template <class Exec, class T>
-void copy_block(const Exec& exec, const T* src, const BlockWalk& ws, T* dst, const BlockWalk& wd) {
+void copy_block(const Exec& exec, const T* src, const BlockWalk& ws, T* dst, const BlockWalk& wd,
+                PieceSchedule schedule = PieceSchedule::automatic) {
   const std::int64_t ss = ws.run_stride();
   const std::int64_t ds = wd.run_stride();
   for_each_piece(
-      "khalo::copy_block", exec, ws, KOKKOS_LAMBDA(std::int64_t r, std::int64_t j, std::int64_t n) {
-        copy_run(dst + wd.run_offset(r) + j * ds, ds, src + ws.run_offset(r) + j * ss, ss, n);
+      "khalo::copy_block", exec, ws, wd, schedule,
+      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t b, std::int64_t j, std::int64_t n) {
+        copy_run(dst + b + j * ds, ds, src + a + j * ss, ss, n);
       });
 }
 
 /// Sets every element of a block to T{} (zero for arithmetic types).
 template <class Exec, class T>
-void zero_block(const Exec& exec, T* data, const BlockWalk& w) {
+void zero_block(const Exec& exec, T* data, const BlockWalk& w, PieceSchedule schedule = PieceSchedule::automatic) {
   const std::int64_t s = w.run_stride();
   for_each_piece(
-      "khalo::zero", exec, w, KOKKOS_LAMBDA(std::int64_t r, std::int64_t j, std::int64_t n) {
-        T* d = data + w.run_offset(r) + j * s;
+      "khalo::zero", exec, w, w, schedule,
+      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
+        T* d = data + a + j * s;
         if (s == 1) {
           for (std::int64_t k = 0; k < n; ++k) d[k] = T{};
         } else {
@@ -169,11 +245,13 @@ void zero_block(const Exec& exec, T* data, const BlockWalk& w) {
 
 /// Copies a block onto the block \p shift elements further on in the same array.
 template <class Exec, class T>
-void shift_copy_block(const Exec& exec, T* data, const BlockWalk& w, std::int64_t shift) {
+void shift_copy_block(const Exec& exec, T* data, const BlockWalk& w, std::int64_t shift,
+                      PieceSchedule schedule = PieceSchedule::automatic) {
   const std::int64_t s = w.run_stride();
   for_each_piece(
-      "khalo::copy", exec, w, KOKKOS_LAMBDA(std::int64_t r, std::int64_t j, std::int64_t n) {
-        T* d = data + w.run_offset(r) + j * s;
+      "khalo::copy", exec, w, w, schedule,
+      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
+        T* d = data + a + j * s;
         copy_run(d + shift, s, static_cast<const T*>(d), s, n);
       });
 }
