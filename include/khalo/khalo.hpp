@@ -9,7 +9,9 @@
 #include <khalo/halo_rows.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/io/compare.hpp>
+#include <khalo/io/safetensors.hpp>
 #include <khalo/io/snapshot.hpp>
+#include <khalo/io/tensor_source.hpp>
 #include <khalo/io/weights.hpp>
 #include <khalo/layout.hpp>
 #include <khalo/nn/conv.hpp>

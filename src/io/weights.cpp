@@ -4,13 +4,7 @@
 
 namespace khalo::io {
 
-namespace {
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + (s.size() == 1 ? ",)" : ")");
-}
-}  // namespace
+using khalo::detail::shape_text;
 
 WeightsFile::WeightsFile(MPI_Comm comm, const std::string& path, std::string prefix)
     : reader_(comm, path), path_(path), prefix_(std::move(prefix)) {
@@ -30,6 +24,11 @@ std::vector<std::int64_t> WeightsFile::shape(const std::string& key) const {
                 (prefix_.empty() ? std::string() : " (dataset '" + dataset_of(key) + "', prefix '" + prefix_ + "')"));
   }
   return reader_.info(dataset_of(key)).shape;
+}
+
+std::string WeightsFile::dtype(const std::string& key) const {
+  shape(key);  // names a missing key
+  return reader_.info(dataset_of(key)).dtype == DType::float32 ? "F32" : "F64";
 }
 
 std::vector<float> WeightsFile::load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const {

@@ -5,6 +5,7 @@
 /// converted checkpoint. Every rank loads what it asks for; errors name the key.
 
 #include <khalo/io/snapshot.hpp>
+#include <khalo/io/tensor_source.hpp>
 
 #include <mpi.h>
 
@@ -14,21 +15,23 @@
 
 namespace khalo::io {
 
-class WeightsFile {
+class WeightsFile final : public TensorSource {
  public:
   /// Collective. \p prefix (e.g. "decoder.up_blocks.1.") is put before every key.
   WeightsFile(MPI_Comm comm, const std::string& path, std::string prefix = {});
 
   /// Keys under the prefix, with the prefix removed, in the file's order.
-  const std::vector<std::string>& keys() const noexcept { return keys_; }
-  bool has(const std::string& key) const;
+  const std::vector<std::string>& keys() const noexcept override { return keys_; }
+  bool has(const std::string& key) const override;
   /// Shape of \p key; throws khalo::io::Error naming the key when it is missing.
-  std::vector<std::int64_t> shape(const std::string& key) const;
+  std::vector<std::int64_t> shape(const std::string& key) const override;
+  /// "F32" or "F64".
+  std::string dtype(const std::string& key) const override;
   /// Values of \p key in C order; throws khalo::io::Error naming the key when it
   /// is missing, not float32, or not exactly \p expected_shape. Collective.
-  std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const;
+  std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const override;
 
-  const std::string& path() const noexcept { return path_; }
+  const std::string& path() const noexcept override { return path_; }
   const std::string& prefix() const noexcept { return prefix_; }
 
  private:

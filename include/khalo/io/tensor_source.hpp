@@ -1,0 +1,47 @@
+#pragma once
+/// \file
+/// A read-only set of named tensors (a model's weights), whatever the file
+/// format: the HDF5 weights file (WeightsFile) or a safetensors checkpoint
+/// (SafetensorsFile). Keys are matched whole, never by suffix.
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace khalo::io {
+
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+
+  /// Every key, in the file's order.
+  virtual const std::vector<std::string>& keys() const noexcept = 0;
+  /// True when \p key is present exactly (no prefix or suffix matching).
+  virtual bool has(const std::string& key) const = 0;
+  /// Shape of \p key; throws khalo::io::Error naming the key when it is missing.
+  virtual std::vector<std::int64_t> shape(const std::string& key) const = 0;
+  /// The stored element type of \p key as safetensors names it: "F32", "F16", "BF16", "F64".
+  virtual std::string dtype(const std::string& key) const = 0;
+  /// Values of \p key as float32 in C order; throws khalo::io::Error naming the key
+  /// when it is missing or not exactly \p expected_shape.
+  virtual std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const = 0;
+  /// The file it reads.
+  virtual const std::string& path() const noexcept = 0;
+
+ protected:
+  TensorSource() = default;
+  TensorSource(const TensorSource&) = default;
+  TensorSource& operator=(const TensorSource&) = default;
+};
+
+/// Opens \p path as a safetensors file or an HDF5 weights file, by its first
+/// bytes (HDF5's signature, else safetensors). Collective over \p comm; errors
+/// are thrown on every rank with the same message. \p prefix applies to HDF5
+/// weights files (see WeightsFile); a safetensors file is read with whole keys.
+std::unique_ptr<TensorSource> open_tensor_source(MPI_Comm comm, const std::string& path,
+                                                 const std::string& prefix = {});
+
+}  // namespace khalo::io
