@@ -20,7 +20,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/khalo-fault.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT
 # Kokkos 3 and Kokkos 4 name the tool variable differently.
 export KOKKOS_PROFILE_LIBRARY=$tool KOKKOS_TOOLS_LIBS=$tool
-export OMPI_MCA_mpi_yield_when_idle=1 KHALO_REPLAN_TIMEOUT=2
+# Short waits keep the matrix quick; the defaults (3 s, 30 s) only make a failing job end later.
+export OMPI_MCA_mpi_yield_when_idle=1 KHALO_REPLAN_TIMEOUT=2 KHALO_FAIL_AGREE_SECONDS=1
 
 launch() { # launch N COMMAND...
   local n=$1
