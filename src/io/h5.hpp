@@ -21,12 +21,10 @@ std::string h5_error_text();
 class QuietHdf5Errors {
  public:
   QuietHdf5Errors() noexcept {
-    if (H5Eget_auto2(H5E_DEFAULT, &func_, &data_) < 0) {
-      func_ = nullptr;
-      data_ = nullptr;
-      restore_ = false;
-    }
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    // An application that set a version-1 handler (H5Eset_auto1) cannot have it read back here: its
+    // setting is left as it is rather than lost.
+    restore_ = H5Eget_auto2(H5E_DEFAULT, &func_, &data_) >= 0;
+    if (restore_) H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   }
   ~QuietHdf5Errors() {
     if (restore_) H5Eset_auto2(H5E_DEFAULT, func_, data_);
@@ -37,7 +35,7 @@ class QuietHdf5Errors {
  private:
   H5E_auto2_t func_ = nullptr;
   void* data_ = nullptr;
-  bool restore_ = true;
+  bool restore_ = false;
 };
 
 [[noreturn]] inline void throw_h5_error(const char* call, const char* file, int line) {
