@@ -6,6 +6,8 @@
 #include <temp_dir.hpp>
 #include <test_views.hpp>
 
+#include "snapshot_checks.hpp"
+
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -135,39 +137,9 @@ TEST(Snapshot, ReadsFilesKhaloDidNotWrite) {
 
 // ------------------------------------------------------------ bad input
 
-template <class F>
-std::string error_of(F f) {
-  std::string message;
-  try {
-    f();
-  } catch (const khalo::io::Error& e) {
-    message = e.what();
-  }
-  int len = static_cast<int>(message.size()), lo = 0, hi = 0;
-  MPI_Allreduce(&len, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  MPI_Allreduce(&len, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  EXPECT_EQ(lo, hi) << "ranks got different messages; mine: " << message;
-  return message;
-}
-
-#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
-
-void write_sample(const std::string& path, float value, std::int64_t h = 0) {
-  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, h > 0 ? h : 2 * world_size(), 3});
-  auto v = khalo::allocate<float*****>("v", dec.local_extents(), khalo::MemoryFormat::contiguous);
-  Kokkos::deep_copy(v, value);
-  SnapshotWriter w(MPI_COMM_WORLD, path);
-  w.write("/data", dec, v);
-  w.commit();
-}
-
-float read_sample_value(const std::string& path) {
-  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 2, 2, 2 * world_size(), 3});
-  auto v = khalo::allocate<float*****>("v", dec.local_extents(), khalo::MemoryFormat::contiguous);
-  SnapshotReader r(MPI_COMM_WORLD, path);
-  r.read("/data", dec, v);
-  return khalo::test::to_logical(v).front();
-}
+using khalo::test::error_of;
+using khalo::test::read_sample_value;
+using khalo::test::write_sample;
 
 TEST(SnapshotErrors, MissingFileNotHdf5AndTruncated) {
   TempDir dir;

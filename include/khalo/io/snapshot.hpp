@@ -64,6 +64,19 @@ PathSpec parse_path_spec(const std::string& spec, const std::string& default_dat
 /// Writes datasets into one snapshot file; collective over its communicator.
 /// Nothing appears under the target name until commit(); a writer destroyed
 /// (or killed) before that leaves any previous file there untouched.
+///
+/// The data go to a temporary `.NAME.khalo-tmp-*` beside the target. The
+/// constructor removes temporaries of the same target left by writers that
+/// died (older than an hour, or `KHALO_STALE_TEMP_SECONDS`; never one of a live
+/// process on this host) and rank 0 says so in one line on stderr.
+///
+/// Failure contract: an error thrown by a method is thrown on every rank alike,
+/// and abandons the snapshot (the temporary is removed, later calls throw). A
+/// writer destroyed during stack unwinding (an exception from elsewhere, maybe
+/// on one rank only) enters no collective: it removes the temporary and
+/// abandons its file and communicator, and the job is expected to end
+/// (design.md 5.8). A writer destroyed without commit() and without an
+/// exception is a collective call, like its constructor.
 class SnapshotWriter {
  public:
   SnapshotWriter(MPI_Comm comm, const std::string& path);
@@ -96,7 +109,8 @@ class SnapshotWriter {
                  const void* host_c_order, DType dtype, const std::string& memory_format,
                  std::optional<std::int64_t> step, const std::string& local_error = {});
 
-  /// Closes the temporary file, syncs it and renames it over the target. Collective.
+  /// Closes the temporary file; every rank syncs its writes to disk (MPI_File_sync); then rank 0 renames
+  /// it over the target and syncs the directory. Collective.
   void commit();
   const std::string& path() const noexcept;
 
@@ -135,6 +149,17 @@ class SnapshotWriter {
 };
 
 /// Reads datasets of a snapshot (or any HDF5 file of float datasets); collective.
+///
+/// Files are untrusted. Before HDF5 parses a file in this process, rank 0 has
+/// the helper `khalo-h5probe` parse it in a process of its own (posix_spawn,
+/// no fork), so that a file on which the HDF5 library crashes or loops is
+/// reported as "damaged file" on every rank. The helper is found through
+/// `KHALO_H5PROBE` (its path; `none` trusts every file unchecked), else the
+/// one built or installed with this khalo; a missing helper is an error.
+/// `KHALO_H5PROBE_TIMEOUT` (seconds, default 60) bounds its run. Every size a
+/// file declares is checked before anything is sized by it: a dataset larger
+/// than the memory of all the job's nodes is refused. Each rank opens the file
+/// on its own, so destroying a reader is never a collective.
 class SnapshotReader {
  public:
   SnapshotReader(MPI_Comm comm, const std::string& path);
@@ -145,7 +170,8 @@ class SnapshotReader {
   /// Every dataset in the file ("/a", "/g/b"), in creation order where the file tracks it, else by name.
   std::vector<std::string> datasets() const;
   bool has(const std::string& name) const;
-  /// Throws khalo::io::Error naming the dataset when it is missing or not float32/float64.
+  /// Throws khalo::io::Error naming the dataset when it is missing, not float32/float64, or claims more
+  /// elements than the job's memory could hold.
   DatasetInfo info(const std::string& name) const;
 
   /// Reads this rank's owned block of dataset \p name into \p owned (any
