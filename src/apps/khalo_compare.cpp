@@ -1,5 +1,6 @@
 // khalo-compare A B [--dataset NAME] [--rtol R] [--atol A] [--max-ulp U] [--bitwise] [--nan-equal] [--json]
 // Exit 0 when every compared dataset is within tolerance, 1 when not, 2 on any error.
+#include <khalo/detail/strides.hpp>
 #include <khalo/io/compare.hpp>
 #include <khalo/runtime.hpp>
 
@@ -12,11 +13,7 @@
 
 namespace {
 
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + ")";
-}
+using khalo::detail::shape_text;
 
 nlohmann::json to_json(const khalo::io::Comparison& c, const std::string& a, const std::string& b,
                        const khalo::io::CompareOptions& o) {

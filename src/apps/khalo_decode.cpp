@@ -1,5 +1,6 @@
 // khalo-decode: the Wan 2.1 VAE decoder up-block, distributed by bands of rows.
 // See the README (Usage) and design.md 5.6 for the command line.
+#include <khalo/detail/strides.hpp>
 #include <khalo/io/snapshot.hpp>
 #include <khalo/io/weights.hpp>
 #include <khalo/nn/decoder_stage.hpp>
@@ -14,11 +15,7 @@
 
 namespace {
 
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + ")";
-}
+using khalo::detail::shape_text;
 
 std::vector<std::int64_t> parse_shape(const std::string& text) {
   std::vector<std::int64_t> s;

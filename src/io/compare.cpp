@@ -1,5 +1,6 @@
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/mpi_error.hpp>
+#include <khalo/detail/strides.hpp>
 #include <khalo/io/compare.hpp>
 
 #include <algorithm>
@@ -81,11 +82,7 @@ void compare_block(const std::vector<T>& a, const std::vector<T>& b, const std::
   }
 }
 
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + ")";
-}
+using khalo::detail::shape_text;
 
 // The slabs this rank compares: a band of one dimension, read a piece at a time.
 template <class T, class Int>

@@ -14,6 +14,7 @@
 
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/mpi_error.hpp>
+#include <khalo/detail/strides.hpp>
 #include <khalo/io/snapshot.hpp>
 
 #include <unistd.h>
@@ -66,11 +67,7 @@ std::int64_t job_memory_bytes(MPI_Comm comm) {
   return total >= 9.2e18 ? std::numeric_limits<std::int64_t>::max() : static_cast<std::int64_t>(total);
 }
 
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "(";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + ")";
-}
+using khalo::detail::shape_text;
 
 // The shape of \p space, refused (with the reason) when it claims more elements or bytes than can be
 // counted, or more bytes than \p limit: nothing is ever sized by a file before this check.

@@ -91,11 +91,11 @@ inline std::int64_t element_count(const Extents& extents) {
   return std::accumulate(extents.begin(), extents.end(), std::int64_t{1}, std::multiplies<>());
 }
 
-/// A shape as Python prints a tuple: "(2, 3)", "(4,)", "()".
+/// A shape for messages: "(2, 3)", "(4)", "()".
 inline std::string shape_text(const Extents& shape) {
   std::string t = "(";
   for (std::size_t i = 0; i < shape.size(); ++i) t += (i ? ", " : "") + std::to_string(shape[i]);
-  return t + (shape.size() == 1 ? ",)" : ")");
+  return t + ")";
 }
 
 }  // namespace khalo::detail
