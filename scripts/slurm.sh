@@ -9,7 +9,7 @@
 # `run` needs BUILD_DIR built with -DKHALO_ENABLE_TESTS=ON. Every srun runs under `timeout`,
 # at 2 ranks (srun -n 2) and at 4 ranks on fewer CPUs (srun -n 4 --overcommit):
 #   - the halo, decomposition and snapshot tests (test_halo, test_halo_errors, test_halo_stats,
-#     test_decomposition, test_snapshot);
+#     test_decomposition, test_snapshot, test_snapshot_safety);
 #   - every rank's khalo::node_local_rank equals Slurm's SLURM_LOCALID (tests/slurm/local_rank.cpp,
 #     built against khalo installed from BUILD_DIR);
 #   - khalo-decode gives the same bytes under srun -n 2, srun -n 4, mpirun -np 2 and on 1 rank
@@ -111,7 +111,7 @@ fi
 if [[ "$mode" == run ]]; then
   decode=$build/src/apps/khalo-decode
   compare=$build/src/apps/khalo-compare
-  tests=(test_decomposition test_halo test_halo_errors test_halo_stats test_snapshot)
+  tests=(test_decomposition test_halo test_halo_errors test_halo_stats test_snapshot test_snapshot_safety)
   for exe in "$decode" "$compare" "${tests[@]/#/$build/tests/}"; do
     [[ -x "$exe" ]] || khalo_die "missing $exe: build $build with -DKHALO_ENABLE_TESTS=ON first"
   done
