@@ -10,7 +10,7 @@
 
 namespace khalo {
 
-/// How ghost layers are filled on a side that has no neighbour (design.md 5.2).
+/// How ghost layers are filled on a side that has no neighbour (docs/halo.md).
 enum class Boundary {
   zero,       ///< zeros: a convolution's zero padding (the default)
   replicate,  ///< copies of the outermost owned layer
@@ -57,7 +57,7 @@ class HaloSpec {
   std::map<int, DimHalo> dims_;
 };
 
-/// Counters of a halo plan, accumulated over its exchanges (design.md 5.2).
+/// Counters of a halo plan, accumulated over its exchanges (docs/halo.md).
 /// A side with no neighbour adds nothing to any of them.
 struct HaloStats {
   std::int64_t faces_packed = 0;    ///< blocks copied into a send buffer by a pack kernel

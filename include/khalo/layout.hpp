@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Memory layouts of Kokkos Views: stride order, memory format (design.md 5.1),
+/// Memory layouts of Kokkos Views: stride order, memory format (docs/memory-formats.md),
 /// dense allocation in a given order or like another View, contiguity queries.
 
 #include <khalo/detail/huge_pages.hpp>

@@ -10,7 +10,7 @@
 namespace khalo {
 
 /// What happens when a rank meets an error that the other ranks may not see
-/// (docs: failure policy).
+/// (docs/failure-policy.md §2).
 enum class FailurePolicy {
   /// The whole job ends: one line `khalo: rank R: <what>` on stderr, then
   /// MPI_Abort(MPI_COMM_WORLD, 2). Applies to exceptions that escape main or

@@ -1,5 +1,5 @@
 // khalo-decode: the Wan 2.1 VAE decoder up-block, distributed by bands of rows.
-// See the README (Usage) and design.md 5.6 for the command line.
+// See the README (Usage) and docs/cli.md for the command line.
 #include <khalo/detail/strides.hpp>
 #include <khalo/io/snapshot.hpp>
 #include <khalo/io/weights.hpp>
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   auto* rin_opt = app.add_option("--random-input", random_input, "generate the input: N,C,D,H,W");
   in_opt->excludes(rin_opt);
   app.add_option("--seed", seed, "seed of generated input and weights");
-  auto* w_opt = app.add_option("--weights", weights, "weights file (design.md 5.4)");
+  auto* w_opt = app.add_option("--weights", weights, "weights file: HDF5 (docs/weights.md §1)");
   app.add_option("--prefix", prefix, "key prefix of the stage in the weights file, e.g. decoder.up_blocks.1.");
   auto* rw_opt = app.add_flag("--random-weights", random_weights, "generate weights (with --in-dim, --out-dim, ...)");
   w_opt->excludes(rw_opt);

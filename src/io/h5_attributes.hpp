@@ -1,5 +1,5 @@
 #pragma once
-// Private to src/io: khalo's dataset attributes (design.md 5.3), written and read.
+// Private to src/io: khalo's dataset attributes (docs/snapshots.md), written and read.
 // Reading treats the file as untrusted: an attribute of another kind or size
 // than khalo writes reads as absent, never as a larger read into a small buffer.
 

@@ -9,7 +9,7 @@
 //   maybe on this rank only) enters no collective: it removes the temporary
 //   (best effort, from whichever rank gets there) and abandons its HDF5 file
 //   and communicator, whose close would be collective. The job is expected to
-//   end (design.md 5.8: a rank failing alone ends the job); HDF5 closes the
+//   end (docs/failure-policy.md: a rank failing alone ends the job); HDF5 closes the
 //   abandoned file at MPI_Finalize, which is collective again, so a
 //   throw-only program must not go on to finalize while other ranks wait.
 // - A writer destroyed without commit() and without an exception (every rank

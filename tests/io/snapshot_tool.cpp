@@ -3,7 +3,7 @@
 //                                        "writing" before the large write starts
 //   snapshot_tool check PATH VALUE       exit 0 when every element of /data is VALUE
 //   snapshot_tool fail-one PATH VALUE    every rank writes /data of VALUE, then the last rank fails alone
-//                                        while the writer is open, and the job ends as design.md 5.8 says
+//                                        while the writer is open, and the job ends as docs/failure-policy.md says
 //                                        (one line "khalo: rank R: ...", MPI_Abort) (fail_one_writer.sh)
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/io/snapshot.hpp>

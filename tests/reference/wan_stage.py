@@ -13,9 +13,9 @@ Followed, line by line (written anew from torch ops, not copied):
   * cross-checked against Wan2.1 wan/modules/vae.py
     (Wan-Video/Wan2.1 commit f1f7c882d6c8f5c710ac0511856492f4e9eec39e):
     CausalConv3d, RMS_norm, Resample, ResidualBlock; same arithmetic.
-State-dict keys are diffusers' WanUpBlock keys (design.md 5.4).
+State-dict keys are diffusers' WanUpBlock keys (docs/weights.md §1).
 
-Semantics (design.md 5.5):
+Semantics (docs/decoder.md §1):
   * causal conv, padding p: F.pad(x, (pW, pW, pH, pH, 2*pT, 0)); a cache of
     previous frames is concatenated in front and replaces that much of the front
     padding; then conv3d without padding.
@@ -220,7 +220,7 @@ def decode(x, params, chunks=None):
 # ----------------------------------------------------------------------------
 
 def stage_shapes(in_dim, out_dim, num_res_blocks, upsample):
-    """State-dict keys and PyTorch shapes, in a fixed order (design.md 5.4)."""
+    """State-dict keys and PyTorch shapes, in a fixed order (docs/weights.md §1)."""
     shapes = []
     cin = in_dim
     for i in range(num_res_blocks + 1):
@@ -266,7 +266,7 @@ def random_input(seed, shape):
 
 
 # ----------------------------------------------------------------------------
-# HDF5 (design.md 5.3, 5.4)
+# HDF5 (docs/snapshots.md, docs/weights.md)
 # ----------------------------------------------------------------------------
 
 def _ascii_attr(obj, name, text):

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Comparing snapshots (design.md 5.6, khalo-compare): every dataset present
+/// Comparing snapshots (docs/cli.md, khalo-compare): every dataset present
 /// in both files, or one named, element by element: bitwise, ULP distance,
 /// absolute and relative tolerances. Collective; each rank compares a slab.
 

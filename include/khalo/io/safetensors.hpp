@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// safetensors checkpoints (docs: weights files): an 8-byte little-endian
+/// safetensors checkpoints (docs/weights.md §2): an 8-byte little-endian
 /// header length, a JSON header mapping each key to its dtype, shape and byte
 /// range, then the raw little-endian data. F32, F16 and BF16 tensors (and F64)
 /// are read as float32, each in its own dtype. The file is memory-mapped, never

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// HDF5 snapshots (design.md 5.3): one dataset per tensor, global logical
+/// HDF5 snapshots (docs/snapshots.md): one dataset per tensor, global logical
 /// shape in C order whatever the memory format it was computed in, written
 /// collectively by all ranks into a temporary file that is renamed over the
 /// target only when complete; read back on any rank count and decomposition.
@@ -75,7 +75,7 @@ PathSpec parse_path_spec(const std::string& spec, const std::string& default_dat
 /// writer destroyed during stack unwinding (an exception from elsewhere, maybe
 /// on one rank only) enters no collective: it removes the temporary and
 /// abandons its file and communicator, and the job is expected to end
-/// (design.md 5.8). A writer destroyed without commit() and without an
+/// (docs/failure-policy.md). A writer destroyed without commit() and without an
 /// exception is a collective call, like its constructor.
 class SnapshotWriter {
  public:

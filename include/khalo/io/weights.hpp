@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Weights files (design.md 5.4): one float32 dataset per parameter, named by
+/// Weights files (docs/weights.md §1): one float32 dataset per parameter, named by
 /// its PyTorch state-dict key; an optional prefix selects one stage of a whole
 /// converted checkpoint. Every rank loads what it asks for; errors name the key.
 

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// One Wan 2.1 VAE decoder up-block (design.md 5.5), distributed over ranks by
+/// One Wan 2.1 VAE decoder up-block (docs/decoder.md §1), distributed over ranks by
 /// bands of rows: (num_res_blocks + 1) residual blocks, then an optional
 /// upsample2d / upsample3d resampler; whole-clip or chunked causal decoding.
 /// Convolutions read their ghost rows where the halo exchange put them; no
@@ -39,7 +39,7 @@ struct StageConfig {
   int output_channels() const { return upsample == Upsample::none ? out_dim : out_dim / 2; }
 };
 
-/// The stage's parameters on the host, by PyTorch state-dict key (design.md 5.4).
+/// The stage's parameters on the host, by PyTorch state-dict key (docs/weights.md §1).
 struct StageWeights {
   StageConfig config;
   std::map<std::string, std::vector<float>> tensors;

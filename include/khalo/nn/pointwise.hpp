@@ -16,7 +16,7 @@
 namespace khalo::nn {
 
 /// out = silu(x / max(||x||_2, 1e-12) * sqrt(C) * gamma) over channels at every
-/// (n, t, h, w) of the region n < N, t < T, h < H, w < W (design.md 5.5).
+/// (n, t, h, w) of the region n < N, t < T, h < H, w < W (docs/decoder.md §1).
 template <class Exec>
 void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W) {
   const std::int64_t items = static_cast<std::int64_t>(N) * T * H * W;
