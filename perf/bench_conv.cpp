@@ -22,6 +22,7 @@ struct Result {
   std::string layout;
   int c, t, h, w;
   double median_s, gflops;
+  std::string kernel;
 };
 
 Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps) {
@@ -43,9 +44,10 @@ Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps) {
   l.cout_count = C;
   const Exec exec;
   std::vector<double> times;
+  std::string kernel;
   for (int r = 0; r < reps + 1; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    khalo::nn::conv(exec, l, weights);
+    kernel = khalo::nn::conv(exec, l, weights).name();
     exec.fence();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) times.push_back(dt);  // the first is warm-up
@@ -53,7 +55,7 @@ Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps) {
   std::sort(times.begin(), times.end());
   const double med = times[times.size() / 2];
   const double flops = 2.0 * C * C * 27.0 * T * H * W;
-  return {khalo::to_string(format), C, T, H, W, med, flops / med * 1e-9};
+  return {khalo::to_string(format), C, T, H, W, med, flops / med * 1e-9, kernel};
 }
 
 }  // namespace
@@ -73,13 +75,13 @@ int main(int argc, char** argv) {
             : std::vector<std::array<int, 4>>{{96, 4, 32, 32},  {96, 4, 64, 64},  {192, 4, 32, 32},
                                               {192, 4, 64, 64}, {384, 4, 32, 32}, {384, 4, 64, 64}};
   std::vector<Result> results;
-  std::printf("%-18s %5s %3s %4s %4s %12s %10s\n", "layout", "C", "T", "H", "W", "median ms", "GFLOP/s");
+  std::printf("%-18s %5s %3s %4s %4s %12s %10s  %s\n", "layout", "C", "T", "H", "W", "median ms", "GFLOP/s", "kernel");
   for (auto f : {khalo::MemoryFormat::channels_last_3d, khalo::MemoryFormat::contiguous}) {
     for (auto s : shapes) {
       if (only > 0 && s[0] != only) continue;
       const auto r = run(f, s[0], s[1], s[2], s[3], quick ? 2 : 5);
-      std::printf("%-18s %5d %3d %4d %4d %12.3f %10.2f\n", r.layout.c_str(), r.c, r.t, r.h, r.w, r.median_s * 1e3,
-                  r.gflops);
+      std::printf("%-18s %5d %3d %4d %4d %12.3f %10.2f  %s\n", r.layout.c_str(), r.c, r.t, r.h, r.w, r.median_s * 1e3,
+                  r.gflops, r.kernel.c_str());
       results.push_back(r);
     }
   }
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
       const auto& r = results[i];
       o << "  {\"bench\": \"conv3d_3x3x3\", \"layout\": \"" << r.layout << "\", \"C\": " << r.c << ", \"T\": " << r.t
         << ", \"H\": " << r.h << ", \"W\": " << r.w << ", \"median_s\": " << r.median_s << ", \"gflops\": " << r.gflops
+        << ", \"kernel\": \"" << r.kernel << "\""
         << ", \"backend\": \"" << Exec::name() << "\", \"threads\": " << Exec().concurrency() << "}"
         << (i + 1 < results.size() ? ",\n" : "\n");
     }

@@ -94,6 +94,7 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   std::vector<std::string> order;                    // layer names, in stage order
   std::map<std::string, std::vector<double>> layer;  // seconds per run (slowest rank, from the stage)
   std::map<std::string, double> flops;               // all ranks together (of this stage), all chunks
+  std::map<std::string, std::string> kernel;         // the convolution kernel each layer ran
   std::vector<double> total, halo, halo_kernels, compute;
   using KT = khalo_perf::KernelTimer;
   for (int r = 0; r < cfg.reps + 1; ++r) {  // the first run is warm-up
@@ -106,6 +107,7 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
       if (r == 0) {
         if (flops.count(e.name) == 0) order.push_back(e.name);
         flops[e.name] += e.flops;
+        kernel[e.name] = e.kernel;
       }
       seconds[e.name] += e.seconds;
     });
@@ -181,7 +183,7 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     res_seconds += khalo_perf::spread_of(layer[name]).median;
   }
   const double res_gflops = res_seconds > 0 ? res_flops / res_seconds * 1e-9 : 0.0;
-  std::printf("%-28s %11s %10s %12s\n", "layer", "median ms", "GFLOP/s", "/ residual");
+  std::printf("%-28s %11s %10s %12s  %s\n", "layer", "median ms", "GFLOP/s", "/ residual", "kernel");
   double all_flops = 0, layer_sum = 0;
   Json base = {{"bench", "decoder_stage"},
                {"layout", layout},
@@ -202,13 +204,14 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     layer_sum += med;
     const double gflops = flops[name] / med * 1e-9;
     const double ratio = res_gflops > 0 ? gflops / res_gflops : 0.0;
-    std::printf("%-28s %11.2f %10.1f %12.2f\n", name.c_str(), med * 1e3, gflops, ratio);
+    std::printf("%-28s %11.2f %10.1f %12.2f  %s\n", name.c_str(), med * 1e3, gflops, ratio, kernel[name].c_str());
     Json j = base;
     j["layer"] = name;
     j["median_s"] = med;
     j["flops"] = flops[name];
     j["gflops"] = gflops;
     j["gflops_over_residual_convs"] = ratio;
+    j["kernel"] = kernel[name];
     records.push_back(j);
   }
   std::printf("%-28s %11.2f %10.1f   (q1..q3 %.2f..%.2f ms; layers sum to %.2f ms)\n", "total (stage)",

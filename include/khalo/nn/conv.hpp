@@ -9,9 +9,10 @@
 /// The input carries what padding needs: KT-1 leading frames (zeros or the
 /// causal cache) and, for KH = 3, one ghost row above and below (from the halo
 /// exchange, or zeros at the edge of the image). W is padded in the kernel.
-/// Every output element is summed in one fixed order (bias, then taps, then
-/// input channels), whatever the tiling or the band a rank holds: results are
-/// bit-identical on any number of ranks.
+/// Every output element is summed in one fixed order for a given kernel family
+/// (bias, then taps and input channels), whatever the tile, the block sizes or
+/// the band a rank holds, and the family depends on the shapes, the format and
+/// the packing only: results are bit-identical on any number of ranks.
 
 #include <khalo/nn/conv_launch.hpp>
 #include <khalo/nn/conv_weights.hpp>
@@ -30,6 +31,30 @@
 
 namespace khalo::nn {
 
+/// The kernels a convolution can run on a host backend.
+enum class ConvKernelFamily {
+  channel_tile,  ///< vectorized over output channels; any strides (detail/conv_host_channel_tile.hpp)
+  row_tile,      ///< vectorized along W; contiguous rows only (detail/conv_host_row_tile.hpp)
+};
+
+/// The kernel one launch runs, and its register tile: width_tile output positions along W
+/// times cout_tile output channels.
+struct ConvKernel {
+  ConvKernelFamily family = ConvKernelFamily::channel_tile;
+  int width_tile = 0;
+  int cout_tile = 0;
+
+  /// "channel_tile 8x48", "row_tile 32x12": family, then W positions x output channels.
+  std::string name() const {
+    return std::string(family == ConvKernelFamily::row_tile ? "row_tile " : "channel_tile ") +
+           std::to_string(width_tile) + "x" + std::to_string(cout_tile);
+  }
+  friend bool operator==(const ConvKernel& a, const ConvKernel& b) {
+    return a.family == b.family && a.width_tile == b.width_tile && a.cout_tile == b.cout_tile;
+  }
+  friend bool operator!=(const ConvKernel& a, const ConvKernel& b) { return !(a == b); }
+};
+
 namespace detail {
 
 inline int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
@@ -46,37 +71,81 @@ inline std::pair<const float*, const float*> span(const Strided5& s, const ConvL
   return {s.data + lo, s.data + hi + 1};
 }
 
-template <int KT, int KH, int KW, bool UP, class Exec>
-void conv_dispatch(const Exec& exec, const ConvLaunch& l, const PackedWeights& w) {
-  // The tile must divide the launch's channels, its first channel and the packing.
-  const int g = gcd(w.pack, gcd(l.cout_begin, l.cout_count));
-  if constexpr (!UP && KH == KW) {
-    const bool rows_fit = l.in.stride[4] == 1 && l.out.stride[4] == 1 &&
-                          (l.residual.data == nullptr || l.residual.stride[4] == 1) && l.in_width == l.out_width;
-    if (rows_fit && w.pack == 12 && !w.taps_outer && l.cout_begin % 12 == 0) {
-      if (l.cout_count % 12 == 0 && l.out_width >= 32) return conv_row_tile<12, 32, KT, KW>(exec, l, w);
-      if (l.cout_count % 24 == 0 && l.out_width >= 16) return conv_row_tile<24, 16, KT, KW>(exec, l, w);
-    }
+/// The row tile for a launch, or a tile of width 0 when it cannot take it: a 3x3x3 or
+/// 1x1x1 kernel on contiguous rows of equal width, weights packed for it, whole groups of
+/// 12 output channels.
+inline ConvKernel row_tile_for(const ConvLaunch& l, const PackedWeights& w, int kt, int kh, int kw, bool upsample) {
+  const bool shape = !upsample && kt == kh && kh == kw && (kw == 1 || kw == 3);
+  const bool rows = l.in.stride[4] == 1 && l.out.stride[4] == 1 &&
+                    (l.residual.data == nullptr || l.residual.stride[4] == 1) && l.in_width == l.out_width;
+  if (!shape || !rows || w.pack != kRowPack || w.taps_outer || l.cout_begin % kRowPack != 0 ||
+      l.cout_count % kRowPack != 0) {
+    return {ConvKernelFamily::row_tile, 0, 0};
   }
-  switch (channel_tile(g)) {
+  const bool pairs = l.cout_count % (2 * kRowPack) == 0;
+  if (l.out_width >= 32) return {ConvKernelFamily::row_tile, 32, 12};
+  if (l.out_width >= 16) return {ConvKernelFamily::row_tile, 16, pairs ? 24 : 12};
+  return {ConvKernelFamily::row_tile, 8, 12};
+}
+
+/// The channel tile for a launch: the widest tile that divides the packing, the launch's
+/// first channel and its count; else (a sub-range of channels that no tile divides) the
+/// packing's own width, whose tiles then reach past the launch's channels and store only
+/// theirs. Always at least 8 channels wide.
+inline ConvKernel channel_tile_for(const ConvLaunch& l, const PackedWeights& w) {
+  const int fit = channel_tile(gcd(w.pack, gcd(l.cout_begin, l.cout_count)));
+  return {ConvKernelFamily::channel_tile, 8, fit > 0 ? fit : channel_tile(w.pack)};
+}
+
+template <int KT, int KH, int KW, bool UP, class Exec>
+void run_channel_tile(const Exec& exec, const ConvLaunch& l, const PackedWeights& w, int cout_tile) {
+  switch (cout_tile) {
     case 48: return conv_channel_tile<8, 48, KT, KH, KW, UP>(exec, l, w);
     case 32: return conv_channel_tile<8, 32, KT, KH, KW, UP>(exec, l, w);
+    case 24: return conv_channel_tile<8, 24, KT, KH, KW, UP>(exec, l, w);
     case 16: return conv_channel_tile<8, 16, KT, KH, KW, UP>(exec, l, w);
+    case 12: return conv_channel_tile<8, 12, KT, KH, KW, UP>(exec, l, w);
     case 8: return conv_channel_tile<8, 8, KT, KH, KW, UP>(exec, l, w);
-    case 4: return conv_channel_tile<8, 4, KT, KH, KW, UP>(exec, l, w);
-    default: return conv_channel_tile<8, 1, KT, KH, KW, UP>(exec, l, w);
+    default: break;
   }
+  throw std::logic_error("khalo::nn::conv: no channel tile of " + std::to_string(cout_tile) + " channels");
+}
+
+template <int KTW, class Exec>
+void run_row_tile(const Exec& exec, const ConvLaunch& l, const PackedWeights& w, const ConvKernel& k) {
+  constexpr int KT = KTW, KW = KTW;
+  if (k.width_tile == 32 && k.cout_tile == 12) return conv_row_tile<12, 32, KT, KW>(exec, l, w);
+  if (k.width_tile == 16 && k.cout_tile == 24) return conv_row_tile<24, 16, KT, KW>(exec, l, w);
+  if (k.width_tile == 16 && k.cout_tile == 12) return conv_row_tile<12, 16, KT, KW>(exec, l, w);
+  if (k.width_tile == 8 && k.cout_tile == 12) return conv_row_tile<12, 8, KT, KW>(exec, l, w);
+  throw std::logic_error("khalo::nn::conv: no row tile " + k.name());
 }
 
 }  // namespace detail
 
-/// Runs one convolution launch. \p upsample selects the fused nearest-2x
-/// Conv2d (weights with kt = 1, kh = kw = 3).
-template <class Exec, class MemSpace>
-void conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
+/// The kernel that conv runs for launch \p l with weights \p w (host backends).
+template <class MemSpace>
+ConvKernel conv_kernel_for(const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
   const detail::PackedWeights pw(w);
-  if (l.cout_begin < 0 || l.cout_begin + l.cout_count > w.cout) {
+  const ConvKernel rows = detail::row_tile_for(l, pw, w.kt, w.kh, w.kw, upsample);
+  return rows.width_tile > 0 ? rows : detail::channel_tile_for(l, pw);
+}
+
+/// Runs one convolution launch and returns the kernel it ran. \p upsample selects the fused
+/// nearest-2x Conv2d (weights with kt = 1, kh = kw = 3). Throws std::invalid_argument for
+/// channels outside the weights, an unsupported kernel shape, or an output whose addresses
+/// meet those of the residual.
+template <class Exec, class MemSpace>
+ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
+  if (l.cout_begin < 0 || l.cout_count < 0 || l.cout_begin + l.cout_count > w.cout) {
     throw std::invalid_argument("khalo::nn::conv: output channels outside the weights");
+  }
+  const bool k333 = w.kt == 3 && w.kh == 3 && w.kw == 3, k111 = w.kt == 1 && w.kh == 1 && w.kw == 1;
+  const bool k311 = w.kt == 3 && w.kh == 1 && w.kw == 1, k133 = w.kt == 1 && w.kh == 3 && w.kw == 3;
+  if (upsample && !k133) throw std::invalid_argument("khalo::nn::conv: upsampling needs a 3x3 kernel");
+  if (!upsample && !k333 && !k111 && !k311) {
+    throw std::invalid_argument("khalo::nn::conv: unsupported kernel " + std::to_string(w.kt) + "x" +
+                                std::to_string(w.kh) + "x" + std::to_string(w.kw));
   }
   const bool empty = l.n <= 0 || l.cout_count <= 0 || l.frames <= 0 || l.row_end <= l.row_begin || l.out_width <= 0;
   if (l.residual.data != nullptr && !empty) {
@@ -88,16 +157,21 @@ void conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w,
           "sums in the output before they add the residual)");
     }
   }
-  if (upsample) {
-    if (w.kt != 1 || w.kh != 3 || w.kw != 3)
-      throw std::invalid_argument("khalo::nn::conv: upsampling needs a 3x3 kernel");
-    return detail::conv_dispatch<1, 3, 3, true>(exec, l, pw);
+  const detail::PackedWeights pw(w);
+  const ConvKernel k = conv_kernel_for(l, w, upsample);
+  if (k.family == ConvKernelFamily::row_tile) {
+    if (k333) detail::run_row_tile<3>(exec, l, pw, k);
+    if (k111) detail::run_row_tile<1>(exec, l, pw, k);
+  } else if (upsample) {
+    detail::run_channel_tile<1, 3, 3, true>(exec, l, pw, k.cout_tile);
+  } else if (k333) {
+    detail::run_channel_tile<3, 3, 3, false>(exec, l, pw, k.cout_tile);
+  } else if (k111) {
+    detail::run_channel_tile<1, 1, 1, false>(exec, l, pw, k.cout_tile);
+  } else {
+    detail::run_channel_tile<3, 1, 1, false>(exec, l, pw, k.cout_tile);
   }
-  if (w.kt == 3 && w.kh == 3 && w.kw == 3) return detail::conv_dispatch<3, 3, 3, false>(exec, l, pw);
-  if (w.kt == 1 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<1, 1, 1, false>(exec, l, pw);
-  if (w.kt == 3 && w.kh == 1 && w.kw == 1) return detail::conv_dispatch<3, 1, 1, false>(exec, l, pw);
-  throw std::invalid_argument("khalo::nn::conv: unsupported kernel " + std::to_string(w.kt) + "x" +
-                              std::to_string(w.kh) + "x" + std::to_string(w.kw));
+  return k;
 }
 
 }  // namespace khalo::nn

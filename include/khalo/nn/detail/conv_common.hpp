@@ -46,20 +46,29 @@ KOKKOS_FORCEINLINE_FUNCTION void prefetch(const float* p) {
 }
 
 struct TileItem {
-  int n, t, h, h_end, tile;
+  int n, t, h, h_end;
+  int co;      ///< weights' channel of the tile's first output channel
+  int lo, hi;  ///< the tile's channels [lo, hi) are the launch's; the others are not stored
 };
 
 /// One work item per (batch, frame, channel tile, group of output rows), rows fastest:
 /// consecutive items share most input rows and all weights. Outputs only, no atomics.
+/// Tiles of \p cout_tile channels start at \p first_channel (of the weights) and cover the
+/// launch's channels; the first and last may reach outside them.
 struct TileItems {
   int rows, group, tiles, frames, row_begin, n;
-  TileItems(const ConvLaunch& l, int cout_tile, int rows_per_item = 1)
+  int first_channel, cout_begin, cout_end, cout_tile;
+  TileItems(const ConvLaunch& l, int tile, int first, int rows_per_item = 1)
       : rows(l.row_end - l.row_begin),
         group(rows_per_item),
-        tiles(l.cout_count / cout_tile),
+        tiles((l.cout_begin + l.cout_count - first + tile - 1) / tile),
         frames(l.frames),
         row_begin(l.row_begin),
-        n(l.out_width > 0 && l.row_end > l.row_begin ? l.n : 0) {}
+        n(l.out_width > 0 && l.row_end > l.row_begin && l.cout_count > 0 ? l.n : 0),
+        first_channel(first),
+        cout_begin(l.cout_begin),
+        cout_end(l.cout_begin + l.cout_count),
+        cout_tile(tile) {}
   KOKKOS_INLINE_FUNCTION int groups() const { return (rows + group - 1) / group; }
   std::int64_t count() const { return static_cast<std::int64_t>(n) * frames * tiles * groups(); }
   KOKKOS_INLINE_FUNCTION TileItem at(std::int64_t item) const {
@@ -68,10 +77,13 @@ struct TileItems {
     it.h = row_begin + static_cast<int>(item % g) * group;
     it.h_end = it.h + group < row_begin + rows ? it.h + group : row_begin + rows;
     item /= g;
-    it.tile = static_cast<int>(item % tiles);
+    const int tile = static_cast<int>(item % tiles);
     item /= tiles;
     it.t = static_cast<int>(item % frames);
     it.n = static_cast<int>(item / frames);
+    it.co = first_channel + tile * cout_tile;
+    it.lo = cout_begin > it.co ? cout_begin - it.co : 0;
+    it.hi = cout_end < it.co + cout_tile ? cout_end - it.co : cout_tile;
     return it;
   }
 };

@@ -18,12 +18,17 @@
 
 namespace khalo::nn::detail {
 
-/// WT output positions x COT output channels per tile; KT x KH x KW taps; UP:
-/// the input is read through a nearest 2x upsampling (Conv2d of the upsampler).
+/// WT output positions x COT output channels per tile; KT x KH x KW taps; UP: the input is
+/// read through a nearest 2x upsampling (the upsampler's Conv2d, KT = 1, KH = KW = 3).
+/// Every output element is summed as bias, then taps, then input channels, in blocks of
+/// input channels whose partial sums wait in the output.
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
 void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
-  const std::int64_t per_row = static_cast<std::int64_t>(L.n) * L.frames * (L.cout_count / COT);
-  const TileItems tiles(L, COT, rows_per_item(L.row_end - L.row_begin, per_row, L.out_width, COT, exec.concurrency()));
+  const int first = L.cout_begin / COT * COT;  // tiles align with the packed groups
+  const std::int64_t per_row =
+      static_cast<std::int64_t>(L.n) * L.frames * ((L.cout_begin + L.cout_count - first + COT - 1) / COT);
+  const TileItems tiles(L, COT, first,
+                        rows_per_item(L.row_end - L.row_begin, per_row, L.out_width, COT, exec.concurrency()));
   if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
   const PackedWeights wt = W;
@@ -32,8 +37,10 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
   Kokkos::parallel_for(
       "khalo::nn::conv", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()), KOKKOS_LAMBDA(const std::int64_t item) {
         const TileItem it = tiles.at(item);
-        const int n = it.n, t = it.t, co0 = it.tile * COT;
-        const int co = l.cout_begin + co0;  // a tile never straddles two packed groups
+        const int n = it.n, t = it.t;
+        const int co = it.co;               // the weights' channel of the tile's first
+        const int co0 = co - l.cout_begin;  // the output's channel of the tile's first
+        const bool all_channels = it.lo == 0 && it.hi == COT;
         const float* wbase = wt.at(co);
         const float* bias = wt.bias;
         const std::int64_t sc = l.in.stride[1], sw = l.in.stride[4];
@@ -48,7 +55,7 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
               if (c0 == 0) {
                 for (int i = 0; i < WT; ++i)
                   for (int o = 0; o < COT; ++o) acc[i][o] = bias[co + o];
-              } else if (full_tile && l.out.stride[1] == 1) {
+              } else if (full_tile && all_channels && l.out.stride[1] == 1) {
                 // Channels-last partial sums: plain vector loads (the generic accessor below
                 // compiles to gathers, 5-8% of the kernel at C = 96-384).
                 for (int i = 0; i < WT; ++i) {
@@ -58,7 +65,8 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
               } else {
                 for (int i = 0; i < WT; ++i)
                   for (int o = 0; o < COT; ++o)
-                    acc[i][o] = w0 + i < l.out_width ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
+                    acc[i][o] =
+                        w0 + i < l.out_width && o >= it.lo && o < it.hi ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
               }
               for (int kt = 0; kt < KT; ++kt) {
                 for (int kh = 0; kh < KH; ++kh) {
@@ -106,11 +114,22 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
                 }
               }
               const bool last = c1 == cin;
-              for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
-                for (int o = 0; o < COT; ++o) {
-                  float v = acc[i][o];
-                  if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
-                  l.out(n, co0 + o, t, h, w0 + i) = v;
+              if (all_channels) {
+                for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
+                  for (int o = 0; o < COT; ++o) {
+                    float v = acc[i][o];
+                    if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
+                    l.out(n, co0 + o, t, h, w0 + i) = v;
+                  }
+                }
+              } else {
+                for (int i = 0; i < WT && w0 + i < l.out_width; ++i) {
+                  for (int o = 0; o < COT; ++o) {
+                    if (o < it.lo || o >= it.hi) continue;
+                    float v = acc[i][o];
+                    if (last && l.residual.data != nullptr) v += l.residual(n, co0 + o, t, h, w0 + i);
+                    l.out(n, co0 + o, t, h, w0 + i) = v;
+                  }
                 }
               }
             }

@@ -57,10 +57,12 @@ KOKKOS_FORCEINLINE_FUNCTION void prefetch_rows(const float* xc, std::int64_t st,
 /// outside: the same loop for every tile, where a scalar per-column path for the two edge
 /// columns was one dependent FMA chain. Every output element is summed as bias, then input
 /// channels, then taps; between input-channel blocks the partial sums wait in the output.
+/// The launch's channels are whole tiles: cout_count is a multiple of COT, cout_begin of 12.
 template <int COT, int WT, int KT, int KW, class Exec>
 void conv_row_tile(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
+  static_assert(COT % kRowPack == 0, "the row tile reads whole packed groups of 12");
   constexpr int KH = KW;  // 1x1x1 or 3x3x3
-  const TileItems tiles(L, COT);
+  const TileItems tiles(L, COT, L.cout_begin);
   if (tiles.count() <= 0) return;
   const ConvLaunch l = L;
   const PackedWeights wt = W;
@@ -70,13 +72,11 @@ void conv_row_tile(const Exec& exec, const ConvLaunch& L, const PackedWeights& W
       "khalo::nn::conv_rows", Kokkos::RangePolicy<Exec>(exec, 0, tiles.count()),
       KOKKOS_LAMBDA(const std::int64_t item) {
         const TileItem it = tiles.at(item);
-        const int n = it.n, t = it.t, h = it.h, co0 = it.tile * COT;
+        const int n = it.n, t = it.t, h = it.h, co = it.co, co0 = co - l.cout_begin;
         constexpr int taps = KT * KH * KW;
         constexpr int pad = KW / 2;
         constexpr int span = WT + 2 * pad;  // input columns a tile reads
-        const int co = l.cout_begin + co0;
-        // Weights packed [cin][taps][12]; COT is a multiple of 12: channel o of the tile is in
-        // group o / 12.
+        // Weights packed [cin][taps][12]: channel o of the tile is in group o / 12.
         const float* wbase = wt.at(co);
         const float* bias = wt.bias;
         const std::int64_t sc = l.in.stride[1];

@@ -14,15 +14,36 @@ namespace khalo::nn::detail {
 /// A quarter of a typical 1 MiB L2, in floats: the budget of a kernel's reused working set.
 inline constexpr std::int64_t kL2QuarterFloats = 256 * 1024 / 4;
 
+/// Output-channel widths of the channel tile (W positions x output channels), widest first.
+/// Each is a multiple of 4 and at least 8, so that a tile fills whole vectors.
+inline constexpr int kChannelTiles[] = {48, 32, 24, 16, 12, 8};
+
 /// Output channels per packed group of the contiguous row tile (its tiles are 12 or 24 wide).
 inline constexpr int kRowPack = 12;
 
-/// Output channels per tile: the largest of these that divides the count.
+/// The widest channel tile that divides \p count; 0 when none does.
 inline int channel_tile(int count) {
-  for (int t : {48, 32, 24, 16, 12, 8, 4}) {
-    if (count % t == 0) return t;
+  for (int t : kChannelTiles) {
+    if (count > 0 && count % t == 0) return t;
   }
-  return 1;
+  return 0;
+}
+
+/// Output channels per packed group for the channel tile: the widest tile that divides
+/// \p cout, else (a count that no tile divides, such as 3 RGB channels) the tile that pads
+/// the fewest channels (the widest of those), its last group padded with zero weights.
+inline int channel_pack(int cout) {
+  if (const int t = channel_tile(cout)) return t;
+  int best = 8;
+  std::int64_t best_padded = -1;
+  for (int t : kChannelTiles) {
+    const std::int64_t padded = (static_cast<std::int64_t>(cout) + t - 1) / t * t;
+    if (best_padded < 0 || padded < best_padded) {
+      best = t;
+      best_padded = padded;
+    }
+  }
+  return best;
 }
 
 /// Input channels per block of the channel tile: a block's weights for one output-channel
