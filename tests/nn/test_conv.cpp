@@ -288,4 +288,22 @@ TEST(ConvKernels, TheDecodersLayersRunTheirTiles) {
   }
 }
 
+// Rows per work item: with fewer rows than the parts that would give every thread 4 items,
+// every row is an item of its own (the formula gave up to 4 rows per item there, leaving
+// threads idle); with many rows, as many as keep the partial sums in a quarter of L2.
+TEST(ConvTuning, RowsPerItem) {
+  using khalo::nn::detail::rows_per_item;
+  // rows, items per row (batch x frames x channel tiles), width, channel tile, threads
+  EXPECT_EQ(rows_per_item(1, 1, 64, 48, 1), 1);
+  EXPECT_EQ(rows_per_item(2, 1, 64, 48, 1), 1);  // 4 parts wanted, 2 rows
+  EXPECT_EQ(rows_per_item(3, 1, 64, 48, 2), 1);  // 8 parts wanted, 3 rows
+  EXPECT_EQ(rows_per_item(3, 2, 64, 48, 2), 1);  // 4 parts wanted, 3 rows
+  EXPECT_EQ(rows_per_item(8, 1, 64, 48, 1), 2);  // 4 parts of 2 rows
+  EXPECT_EQ(rows_per_item(9, 1, 64, 48, 1), 3);  // 4 parts wanted: 3 items of 3 rows
+  // Enough items per row for every thread: rows as the L2 budget allows (64 Ki floats).
+  EXPECT_EQ(rows_per_item(64, 4, 64, 48, 1), 21);
+  EXPECT_EQ(rows_per_item(10, 4, 64, 48, 1), 10);
+  EXPECT_EQ(rows_per_item(64, 4, 4096, 48, 1), 1);
+}
+
 }  // namespace

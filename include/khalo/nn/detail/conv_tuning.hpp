@@ -69,12 +69,14 @@ inline int row_cin_block(int cin, int width, int tile_width) {
 /// keep their partial sums (\p width x \p cout_tile floats a row) in a quarter of L2, so that a
 /// block's weights are read from L2 for each of those rows, unless that leaves fewer than 4
 /// items per thread (\p concurrency threads; \p items_per_row items share each row: batch x
-/// frames x channel tiles).
+/// frames x channel tiles). Never more rows than make one item per part: with fewer \p rows
+/// than the parts wanted, every row is an item of its own.
 inline int rows_per_item(int rows, std::int64_t items_per_row, int width, int cout_tile, int concurrency) {
   if (rows <= 0 || items_per_row <= 0 || width <= 0 || cout_tile <= 0) return 1;
   const std::int64_t want = 4 * static_cast<std::int64_t>(concurrency > 0 ? concurrency : 1);
   const std::int64_t groups = items_per_row >= want ? 1 : (want + items_per_row - 1) / items_per_row;
-  std::int64_t group = (rows + groups - 1) / (groups < rows ? groups : rows);
+  const std::int64_t parts = groups < rows ? groups : rows;
+  std::int64_t group = (rows + parts - 1) / parts;
   const std::int64_t fit = kL2QuarterFloats / (static_cast<std::int64_t>(width) * cout_tile);
   if (group > fit) group = fit > 1 ? fit : 1;
   return static_cast<int>(group);
