@@ -18,12 +18,31 @@
 
 namespace khalo::nn::detail {
 
+/// Adds one tap of the upsampler to an interior tile, over input channels [c0, c1): output
+/// column w0 + i reads input column w0 / 2 - 1 + (i + KWU + 1) / 2 under tap KWU, where \p x0
+/// points at input column w0 / 2 - 1 of channel 0.
+template <int WT, int COT, int KWU>
+KOKKOS_FORCEINLINE_FUNCTION void channel_tile_up_tap(float (&acc)[WT][COT], const float* x0, std::int64_t sw,
+                                                     std::int64_t sc, const float* wk, std::int64_t wci, int c0,
+                                                     int c1) {
+  for (int ci = c0; ci < c1; ++ci) {
+    const float* x = x0 + ci * sc;
+    const float* wv = wk + ci * wci;
+    KHALO_UNROLL
+    for (int i = 0; i < WT; ++i) {
+      const float xv = x[((i + KWU + 1) / 2) * sw];
+      for (int o = 0; o < COT; ++o) acc[i][o] += xv * wv[o];
+    }
+  }
+}
+
 /// WT output positions x COT output channels per tile; KT x KH x KW taps; UP: the input is
 /// read through a nearest 2x upsampling (the upsampler's Conv2d, KT = 1, KH = KW = 3).
 /// Every output element is summed as bias, then taps, then input channels, in blocks of
 /// input channels whose partial sums wait in the output.
 template <int WT, int COT, int KT, int KH, int KW, bool UP, class Exec>
 void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
+  static_assert(!UP || (KT == 1 && KH == 3 && KW == 3 && WT % 2 == 0), "the fused upsampler is a 3x3 Conv2d");
   const int first = L.cout_begin / COT * COT;  // tiles align with the packed groups
   const std::int64_t per_row =
       static_cast<std::int64_t>(L.n) * L.frames * ((L.cout_begin + L.cout_count - first + COT - 1) / COT);
@@ -68,6 +87,9 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
                     acc[i][o] =
                         w0 + i < l.out_width && o >= it.lo && o < it.hi ? l.out(n, co0 + o, t, h, w0 + i) : 0.0f;
               }
+              // No padding under any tap of this tile (the upsampler: input columns
+              // w0 / 2 - 1 to (w0 + WT) / 2): plain loads the compiler can schedule freely.
+              const bool up_interior = UP && full_tile && w0 / 2 - 1 >= 0 && (w0 + WT) / 2 < l.in_width;
               for (int kt = 0; kt < KT; ++kt) {
                 for (int kh = 0; kh < KH; ++kh) {
                   // The input row of this tap (with the ghost row at index 0 for KH = 3).
@@ -75,6 +97,14 @@ void conv_channel_tile(const Exec& exec, const ConvLaunch& L, const PackedWeight
                   if (UP) in_row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
                   const float* xrow =
                       l.in.data + n * l.in.stride[0] + (t + kt) * l.in.stride[2] + in_row * l.in.stride[3];
+                  if (up_interior) {
+                    const float* x0 = xrow + (w0 / 2 - 1) * sw;
+                    const float* wk = wbase + kh * KW * wt.tap;
+                    channel_tile_up_tap<WT, COT, 0>(acc, x0, sw, sc, wk, wt.ci, c0, c1);
+                    channel_tile_up_tap<WT, COT, 1>(acc, x0, sw, sc, wk + wt.tap, wt.ci, c0, c1);
+                    channel_tile_up_tap<WT, COT, 2>(acc, x0, sw, sc, wk + 2 * wt.tap, wt.ci, c0, c1);
+                    continue;
+                  }
                   for (int kw = 0; kw < KW; ++kw) {
                     const float* wk = wbase + ((kt * KH + kh) * KW + kw) * wt.tap;
                     // No padding under this tap of this tile: plain loads the compiler can schedule freely.
