@@ -288,6 +288,34 @@ TEST(ConvKernels, TheDecodersLayersRunTheirTiles) {
   }
 }
 
+// The kernels write outputs while other outputs still read the input: an input whose address
+// range meets the output's is refused, for every kernel shape, in both formats.
+TEST(Conv, RefusesAnInputThatOverlapsTheOutput) {
+  for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+    for (const Case& c : {Case{12, 12, 3, 3, 3, 1, 2, 19}, Case{12, 12, 1, 1, 1, 1, 2, 19},
+                          Case{12, 24, 3, 1, 1, 1, 2, 19}, Case{12, 12, 1, 3, 3, 1, 2, 19, true}}) {
+      ConvRun r(c, f, f, 11, true);
+      ConvLaunch l = r.launch_of(0, r.out_rows);
+      EXPECT_NO_THROW(khalo::nn::conv(Exec(), l, r.weights, c.upsample)) << name(c, f);  // separate tensors
+      ConvLaunch in_place = l;
+      in_place.out = l.in;  // the input's own first elements
+      EXPECT_THROW(khalo::nn::conv(Exec(), in_place, r.weights, c.upsample), std::invalid_argument) << name(c, f);
+      // The input is batch 0 of a 6-batch tensor (the slowest dimension in both formats);
+      // the output starts at the last element the launch reads, then one element later.
+      auto big = khalo::nn::make_activation<Mem>(
+          "big",
+          {6, c.cin, static_cast<std::int64_t>(r.in.extent(2)), static_cast<std::int64_t>(r.in.extent(3)), c.width}, f);
+      ConvLaunch shared = l;
+      shared.in = khalo::nn::strided(big);
+      const std::size_t batch = big.span() / 6;
+      shared.out.data = big.data() + batch - 1;
+      EXPECT_THROW(khalo::nn::conv(Exec(), shared, r.weights, c.upsample), std::invalid_argument) << name(c, f);
+      shared.out.data = big.data() + batch;
+      EXPECT_NO_THROW(khalo::nn::conv(Exec(), shared, r.weights, c.upsample)) << name(c, f);
+    }
+  }
+}
+
 // Rows per work item: with fewer rows than the parts that would give every thread 4 items,
 // every row is an item of its own (the formula gave up to 4 rows per item there, leaving
 // threads idle); with many rows, as many as keep the partial sums in a quarter of L2.

@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <utility>
 
 namespace khalo::nn {
 
@@ -59,16 +58,43 @@ namespace detail {
 
 inline int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
-// The lowest and one past the highest element a launch's output box touches in \p s (pointer
-// arithmetic only: the data may live on a device).
-inline std::pair<const float*, const float*> span(const Strided5& s, const ConvLaunch& l) {
-  const std::int64_t extent[5] = {l.n, l.cout_count, l.frames, l.row_end - l.row_begin, l.out_width};
-  std::int64_t lo = l.row_begin * s.stride[3], hi = lo;
+/// The byte addresses [lo, hi) that a box of \p extent elements from element \p first of
+/// \p s spans, as integers (the data may live on a device; pointers to different objects
+/// may not be compared).
+struct AddressRange {
+  std::uintptr_t lo = 0, hi = 0;
+  bool meets(const AddressRange& o) const { return lo < o.hi && o.lo < hi; }
+};
+
+inline AddressRange address_range(const Strided5& s, const std::int64_t (&first)[5], const std::int64_t (&extent)[5]) {
+  std::int64_t lo = 0;
+  for (int d = 0; d < 5; ++d) lo += first[d] * s.stride[d];
+  std::int64_t hi = lo;
   for (int d = 0; d < 5; ++d) {
     const std::int64_t reach = (extent[d] - 1) * s.stride[d];
     (reach < 0 ? lo : hi) += reach;
   }
-  return {s.data + lo, s.data + hi + 1};
+  const auto base = reinterpret_cast<std::uintptr_t>(s.data);
+  return {base + static_cast<std::uintptr_t>(lo) * sizeof(float),
+          base + static_cast<std::uintptr_t>(hi + 1) * sizeof(float)};
+}
+
+/// What a launch writes of its output (and reads of its residual, same indexing).
+inline AddressRange output_range(const Strided5& s, const ConvLaunch& l) {
+  return address_range(s, {0, 0, 0, l.row_begin, 0},
+                       {l.n, l.cout_count, l.frames, l.row_end - l.row_begin, l.out_width});
+}
+
+/// What a launch reads of its input: cin channels, frames + kt - 1 frames, the rows under
+/// its taps (through the 2x row map when upsampling), in_width columns.
+inline AddressRange input_range(const ConvLaunch& l, int cin, int kt, int kh, bool upsample) {
+  std::int64_t r0 = l.row_begin, r1 = l.row_end - 1 + kh - 1;
+  if (upsample) {
+    const std::int64_t f = l.up_first_row;
+    r0 = half_floor(2 * f + l.row_begin - 1) - f + 1;
+    r1 = half_floor(2 * f + l.row_end - 1 + 1) - f + 1;
+  }
+  return address_range(l.in, {0, 0, 0, r0, 0}, {l.n, cin, l.frames + kt - 1, r1 - r0 + 1, l.in_width});
 }
 
 /// The row tile for a launch, or a tile of width 0 when it cannot take it: a 3x3x3 or
@@ -134,9 +160,12 @@ ConvKernel conv_kernel_for(const ConvLaunch& l, const ConvWeights<MemSpace>& w, 
 /// Runs one convolution launch and returns the kernel it ran. \p upsample selects the fused
 /// nearest-2x Conv2d (weights with kt = 1, kh = kw = 3). Throws std::invalid_argument for
 /// channels outside the weights, an unsupported kernel shape, or an output whose addresses
-/// meet those of the residual.
+/// meet those of the input or the residual.
 template <class Exec, class MemSpace>
 ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
+  static_assert(Kokkos::SpaceAccessibility<Exec, MemSpace>::accessible,
+                "khalo::nn::conv: the weights (and the launch's tensors, which live in the same memory space) "
+                "must be accessible from the execution space");
   if (l.cout_begin < 0 || l.cout_count < 0 || l.cout_begin + l.cout_count > w.cout) {
     throw std::invalid_argument("khalo::nn::conv: output channels outside the weights");
   }
@@ -148,13 +177,17 @@ ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpac
                                 std::to_string(w.kh) + "x" + std::to_string(w.kw));
   }
   const bool empty = l.n <= 0 || l.cout_count <= 0 || l.frames <= 0 || l.row_end <= l.row_begin || l.out_width <= 0;
-  if (l.residual.data != nullptr && !empty) {
-    const auto o = detail::span(l.out, l);
-    const auto r = detail::span(l.residual, l);
-    if (r.first < o.second && o.first < r.second) {
+  if (!empty) {
+    const auto out = detail::output_range(l.out, l);
+    if (l.residual.data != nullptr && detail::output_range(l.residual, l).meets(out)) {
       throw std::invalid_argument(
           "khalo::nn::conv: the residual overlaps the output (the kernels keep partial "
           "sums in the output before they add the residual)");
+    }
+    if (l.in_width > 0 && detail::input_range(l, w.cin, w.kt, w.kh, upsample).meets(out)) {
+      throw std::invalid_argument(
+          "khalo::nn::conv: the input overlaps the output (the kernels write outputs while other outputs "
+          "still read the input)");
     }
   }
   const detail::PackedWeights pw(w);

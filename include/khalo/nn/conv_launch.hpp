@@ -11,13 +11,14 @@ namespace khalo::nn {
 
 /// One convolution launch: output rows [row_begin, row_end) of every frame, output channels
 /// [cout_begin, cout_begin + cout_count) of the weights. The tensors live in the weights'
-/// memory space.
+/// memory space (khalo::nn::conv checks at compile time that the execution space reaches it).
 struct ConvLaunch {
   Strided5 in;   ///< input, shifted so that (n, c, t, h, w) is the first tap of output (n, ., t, h, w)
   Strided5 out;  ///< output (n, c, t, h, w); c counts from cout_begin
   /// Added to the output when its data is not null (same indexing as out). The address ranges
-  /// that the launch reaches in it and in out must not intersect (conv throws): partial sums over
-  /// blocks of input channels are stored in out before it is added.
+  /// that the launch reaches in it and in out must not intersect, nor may those of in and out
+  /// (conv throws): partial sums over blocks of input channels are stored in out before the
+  /// residual is added and while the input is still read.
   Strided5 residual;
   int n = 1, frames = 1;           ///< batch and output frames
   int row_begin = 0, row_end = 0;  ///< output rows to compute
