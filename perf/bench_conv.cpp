@@ -4,7 +4,8 @@
 // (1, 96, 3, 48, 104): the residual 3x3x3, time_conv 3x1x1 (96 -> 192) and the
 // upsampler's fused nearest-2x 3x3 (96 -> 48, output 96 x 208), each also as a
 // ratio to the 3x3x3 of the same round; --rounds N repeats the whole set.
-//   bench_conv [--quick] [--channels C] [--layers] [--rounds N] [--json FILE]
+// --team: the team kernel (ConvAlgorithm::team) instead of the host kernels.
+//   bench_conv [--quick] [--channels C] [--layers] [--rounds N] [--team] [--json FILE]
 #include <khalo/nn/conv.hpp>
 #include <khalo/runtime.hpp>
 
@@ -21,6 +22,7 @@
 namespace {
 
 using Exec = Kokkos::DefaultExecutionSpace;
+khalo::nn::ConvAlgorithm algorithm = khalo::nn::ConvAlgorithm::automatic;
 
 struct Result {
   std::string layout;
@@ -60,7 +62,7 @@ Result run(khalo::MemoryFormat format, int C, int T, int H, int W, int reps, int
   std::string kernel;
   for (int r = 0; r < reps + 1; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    kernel = khalo::nn::conv(exec, l, weights, up).name();
+    kernel = khalo::nn::conv(exec, l, weights, up, algorithm).name();
     exec.fence();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) times.push_back(dt);  // the first is warm-up
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     if (std::strcmp(argv[i], "--layers") == 0) layers = true;
+    if (std::strcmp(argv[i], "--team") == 0) algorithm = khalo::nn::ConvAlgorithm::team;
     if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--channels") == 0 && i + 1 < argc) only = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];

@@ -20,6 +20,7 @@ namespace {
 
 using khalo::MemoryFormat;
 using khalo::nn::Activation;
+using khalo::nn::ConvAlgorithm;
 using khalo::nn::ConvKernel;
 using khalo::nn::ConvKernelFamily;
 using khalo::nn::ConvLaunch;
@@ -78,9 +79,12 @@ struct ConvRun {
   ConvWeights<Mem> weights;
   int out_rows, out_width, count;
   bool exact;
+  int batch;
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;
 
-  ConvRun(const Case& cs, MemoryFormat f, MemoryFormat packing, std::uint32_t seed, bool integers = false)
-      : c(cs), format(f), exact(integers) {
+  ConvRun(const Case& cs, MemoryFormat f, MemoryFormat packing, std::uint32_t seed, bool integers = false,
+          int batches = 1)
+      : c(cs), format(f), exact(integers), batch(batches) {
     std::mt19937 rng(seed);
     w = random_vector(static_cast<std::size_t>(c.cout) * c.cin * c.kt * c.kh * c.kw, rng, integers);
     b = random_vector(static_cast<std::size_t>(c.cout), rng, integers);
@@ -89,14 +93,14 @@ struct ConvRun {
     const int in_rows = c.upsample ? c.rows + 2 : c.rows + c.kh - 1;
     out_rows = c.upsample ? 2 * c.rows : c.rows;
     out_width = c.upsample ? 2 * c.width : c.width;
-    in = random_activation({1, c.cin, c.frames + c.kt - 1, in_rows, c.width}, f, rng, integers);
-    out = khalo::nn::make_activation<Mem>("out", {1, count, c.frames, out_rows, out_width}, f);
-    if (c.residual) res = random_activation({1, count, c.frames, out_rows, out_width}, f, rng, integers);
+    in = random_activation({batch, c.cin, c.frames + c.kt - 1, in_rows, c.width}, f, rng, integers);
+    out = khalo::nn::make_activation<Mem>("out", {batch, count, c.frames, out_rows, out_width}, f);
+    if (c.residual) res = random_activation({batch, count, c.frames, out_rows, out_width}, f, rng, integers);
   }
 
   // Output rows [r0, r1) in one launch; the kernel it ran.
   ConvKernel launch(int r0, int r1) const {
-    const ConvKernel k = khalo::nn::conv(Exec(), launch_of(r0, r1), weights, c.upsample);
+    const ConvKernel k = khalo::nn::conv(Exec(), launch_of(r0, r1), weights, c.upsample, algorithm);
     Exec().fence();
     return k;
   }
@@ -106,6 +110,7 @@ struct ConvRun {
     l.in = khalo::nn::strided(in);
     l.out = khalo::nn::strided(out);
     if (c.residual) l.residual = khalo::nn::strided(res);
+    l.n = batch;
     l.frames = c.frames;
     l.row_begin = r0;
     l.row_end = r1;
@@ -119,10 +124,11 @@ struct ConvRun {
   std::vector<float> output() const {
     auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
     std::vector<float> v;
-    for (int o = 0; o < count; ++o)
-      for (int t = 0; t < c.frames; ++t)
-        for (int y = 0; y < out_rows; ++y)
-          for (int x = 0; x < out_width; ++x) v.push_back(h(0, o, t, y, x));
+    for (int n = 0; n < batch; ++n)
+      for (int o = 0; o < count; ++o)
+        for (int t = 0; t < c.frames; ++t)
+          for (int y = 0; y < out_rows; ++y)
+            for (int x = 0; x < out_width; ++x) v.push_back(h(n, o, t, y, x));
     return v;
   }
 
@@ -132,37 +138,38 @@ struct ConvRun {
     auto hout = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
     auto hres = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), res);
     int bad = 0;
-    for (int o = 0; o < count && bad < 5; ++o) {
-      const int co = c.cout_begin + o;
-      for (int t = 0; t < c.frames; ++t)
-        for (int y = 0; y < out_rows; ++y)
-          for (int x = 0; x < out_width; ++x) {
-            double sum = b[static_cast<std::size_t>(co)], mag = std::fabs(sum);
-            for (int ci = 0; ci < c.cin; ++ci)
-              for (int a = 0; a < c.kt; ++a)
-                for (int p = 0; p < c.kh; ++p)
-                  for (int q = 0; q < c.kw; ++q) {
-                    const std::int64_t row = c.upsample ? half_floor(y - 1 + p) + 1 : y + p;
-                    const std::int64_t col = c.upsample ? half_floor(x - 1 + q) : x + q - c.kw / 2;
-                    if (col < 0 || col >= c.width) continue;
-                    const double wv =
-                        w[((static_cast<std::size_t>(co) * c.cin + ci) * c.kt + a) * c.kh * c.kw + p * c.kw + q];
-                    const double term = wv * hin(0, ci, t + a, row, col);
-                    sum += term;
-                    mag += std::fabs(term);
-                  }
-            if (c.residual) {
-              sum += hres(0, o, t, y, x);
-              mag += std::fabs(hres(0, o, t, y, x));
+    for (int n = 0; n < batch; ++n)
+      for (int o = 0; o < count && bad < 5; ++o) {
+        const int co = c.cout_begin + o;
+        for (int t = 0; t < c.frames; ++t)
+          for (int y = 0; y < out_rows; ++y)
+            for (int x = 0; x < out_width; ++x) {
+              double sum = b[static_cast<std::size_t>(co)], mag = std::fabs(sum);
+              for (int ci = 0; ci < c.cin; ++ci)
+                for (int a = 0; a < c.kt; ++a)
+                  for (int p = 0; p < c.kh; ++p)
+                    for (int q = 0; q < c.kw; ++q) {
+                      const std::int64_t row = c.upsample ? half_floor(y - 1 + p) + 1 : y + p;
+                      const std::int64_t col = c.upsample ? half_floor(x - 1 + q) : x + q - c.kw / 2;
+                      if (col < 0 || col >= c.width) continue;
+                      const double wv =
+                          w[((static_cast<std::size_t>(co) * c.cin + ci) * c.kt + a) * c.kh * c.kw + p * c.kw + q];
+                      const double term = wv * hin(n, ci, t + a, row, col);
+                      sum += term;
+                      mag += std::fabs(term);
+                    }
+              if (c.residual) {
+                sum += hres(n, o, t, y, x);
+                mag += std::fabs(hres(n, o, t, y, x));
+              }
+              const double got = hout(n, o, t, y, x);
+              if (exact ? got != sum : std::fabs(got - sum) > 1e-6 * mag + 1e-7) {
+                ADD_FAILURE() << name(c, format) << ": out(" << n << ", " << o << ", " << t << ", " << y << ", " << x
+                              << ") = " << got << ", expected " << sum;
+                ++bad;
+              }
             }
-            const double got = hout(0, o, t, y, x);
-            if (exact ? got != sum : std::fabs(got - sum) > 1e-6 * mag + 1e-7) {
-              ADD_FAILURE() << name(c, format) << ": out(" << o << ", " << t << ", " << y << ", " << x << ") = " << got
-                            << ", expected " << sum;
-              ++bad;
-            }
-          }
-    }
+      }
   }
 };
 
@@ -312,6 +319,42 @@ TEST(Conv, RefusesAnInputThatOverlapsTheOutput) {
       EXPECT_THROW(khalo::nn::conv(Exec(), shared, r.weights, c.upsample), std::invalid_argument) << name(c, f);
       shared.out.data = big.data() + batch;
       EXPECT_NO_THROW(khalo::nn::conv(Exec(), shared, r.weights, c.upsample)) << name(c, f);
+    }
+  }
+}
+
+// The team kernel (ConvAlgorithm::team, selectable on host), against the definition in double:
+// every case above (odd widths, Cout and Cin that no tile divides, channel sub-ranges, residual,
+// upsampling), both formats and packings, a batch of 2; exact on small integers.
+TEST(ConvTeam, EqualsTheDefinition) {
+  std::uint32_t seed = 500;
+  for (const auto& c : cases()) {
+    for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+      for (auto packing : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+        for (bool integers : {false, true}) {
+          ConvRun r(c, f, packing, seed++, integers, 2);
+          r.algorithm = ConvAlgorithm::team;
+          EXPECT_EQ(r.launch(0, r.out_rows).name(), "team 32x32") << name(c, f);
+          r.check_against_reference();
+        }
+      }
+    }
+  }
+}
+
+// Per algorithm, rows computed in several launches (a rank's band, the halo overlap) give the
+// same bits as one launch.
+TEST(ConvTeam, RowsInSeveralLaunchesGiveTheSameBits) {
+  std::uint32_t seed = 700;
+  for (const auto& c : cases()) {
+    for (auto f : {MemoryFormat::contiguous, MemoryFormat::channels_last_3d}) {
+      ConvRun r(c, f, f, seed++, false, 2);
+      r.algorithm = ConvAlgorithm::team;
+      r.launch(0, r.out_rows);
+      const auto whole = r.output();
+      Kokkos::deep_copy(r.out, 0.0f);
+      for (int y = r.out_rows - 1; y >= 0; --y) r.launch(y, y + 1);
+      EXPECT_EQ(whole, r.output()) << name(c, f);
     }
   }
 }

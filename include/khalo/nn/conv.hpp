@@ -17,6 +17,7 @@
 #include <khalo/nn/conv_launch.hpp>
 #include <khalo/nn/conv_weights.hpp>
 #include <khalo/nn/detail/conv_common.hpp>
+#include <khalo/nn/detail/conv_device.hpp>
 #include <khalo/nn/detail/conv_host_channel_tile.hpp>
 #include <khalo/nn/detail/conv_host_row_tile.hpp>
 #include <khalo/nn/detail/conv_tuning.hpp>
@@ -30,11 +31,16 @@
 
 namespace khalo::nn {
 
-/// The kernels a convolution can run on a host backend.
+/// The kernels a convolution can run.
 enum class ConvKernelFamily {
-  channel_tile,  ///< vectorized over output channels; any strides (detail/conv_host_channel_tile.hpp)
-  row_tile,      ///< vectorized along W; contiguous rows only (detail/conv_host_row_tile.hpp)
+  channel_tile,  ///< host: vectorized over output channels; any strides (detail/conv_host_channel_tile.hpp)
+  row_tile,      ///< host: vectorized along W; contiguous rows only (detail/conv_host_row_tile.hpp)
+  team,          ///< any backend: TeamPolicy with team scratch (detail/conv_device.hpp)
 };
+
+/// Which kernels conv may choose from: the host kernels where the host can reach the
+/// weights' memory, the team kernel elsewhere (automatic), or one of them by name.
+enum class ConvAlgorithm { automatic, host, team };
 
 /// The kernel one launch runs, and its register tile: width_tile output positions along W
 /// times cout_tile output channels.
@@ -43,10 +49,13 @@ struct ConvKernel {
   int width_tile = 0;
   int cout_tile = 0;
 
-  /// "channel_tile 8x48", "row_tile 32x12": family, then W positions x output channels.
+  /// "channel_tile 8x48", "row_tile 32x12", "team 32x32": family, then W positions x output
+  /// channels (for the team kernel: per team).
   std::string name() const {
-    return std::string(family == ConvKernelFamily::row_tile ? "row_tile " : "channel_tile ") +
-           std::to_string(width_tile) + "x" + std::to_string(cout_tile);
+    const char* f = family == ConvKernelFamily::row_tile ? "row_tile "
+                    : family == ConvKernelFamily::team   ? "team "
+                                                         : "channel_tile ";
+    return f + std::to_string(width_tile) + "x" + std::to_string(cout_tile);
   }
   friend bool operator==(const ConvKernel& a, const ConvKernel& b) {
     return a.family == b.family && a.width_tile == b.width_tile && a.cout_tile == b.cout_tile;
@@ -149,20 +158,28 @@ void run_row_tile(const Exec& exec, const ConvLaunch& l, const PackedWeights& w,
 
 }  // namespace detail
 
-/// The kernel that conv runs for launch \p l with weights \p w (host backends).
+/// The kernel that conv runs for launch \p l with weights \p w.
 template <class MemSpace>
-ConvKernel conv_kernel_for(const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
+ConvKernel conv_kernel_for(const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false,
+                           ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
+  constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+  if (algorithm == ConvAlgorithm::team || (algorithm == ConvAlgorithm::automatic && !host)) {
+    return {ConvKernelFamily::team, detail::TeamConvShape::WB, detail::TeamConvShape::CB};
+  }
+  if (!host) throw std::invalid_argument("khalo::nn::conv: the host kernels cannot reach these weights");
   const detail::PackedWeights pw(w);
   const ConvKernel rows = detail::row_tile_for(l, pw, w.kt, w.kh, w.kw, upsample);
   return rows.width_tile > 0 ? rows : detail::channel_tile_for(l, pw);
 }
 
 /// Runs one convolution launch and returns the kernel it ran. \p upsample selects the fused
-/// nearest-2x Conv2d (weights with kt = 1, kh = kw = 3). Throws std::invalid_argument for
+/// nearest-2x Conv2d (weights with kt = 1, kh = kw = 3); \p algorithm, the kernels to choose
+/// from. Throws std::invalid_argument for
 /// channels outside the weights, an unsupported kernel shape, or an output whose addresses
 /// meet those of the input or the residual.
 template <class Exec, class MemSpace>
-ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false) {
+ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpace>& w, bool upsample = false,
+                ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
   static_assert(Kokkos::SpaceAccessibility<Exec, MemSpace>::accessible,
                 "khalo::nn::conv: the weights (and the launch's tensors, which live in the same memory space) "
                 "must be accessible from the execution space");
@@ -191,8 +208,17 @@ ConvKernel conv(const Exec& exec, const ConvLaunch& l, const ConvWeights<MemSpac
     }
   }
   const detail::PackedWeights pw(w);
-  const ConvKernel k = conv_kernel_for(l, w, upsample);
-  if (k.family == ConvKernelFamily::row_tile) {
+  const ConvKernel k = conv_kernel_for(l, w, upsample, algorithm);
+  if (k.family == ConvKernelFamily::team) {
+    if (upsample) detail::conv_team<1, 3, 3, true>(exec, l, pw);
+    if (!upsample && k333) detail::conv_team<3, 3, 3, false>(exec, l, pw);
+    if (k111) detail::conv_team<1, 1, 1, false>(exec, l, pw);
+    if (k311) detail::conv_team<3, 1, 1, false>(exec, l, pw);
+    return k;
+  }
+  if constexpr (!Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible) {
+    return k;  // not reached: conv_kernel_for chose the team kernel
+  } else if (k.family == ConvKernelFamily::row_tile) {
     if (k333) detail::run_row_tile<3>(exec, l, pw, k);
     if (k111) detail::run_row_tile<1>(exec, l, pw, k);
   } else if (upsample) {
