@@ -11,8 +11,15 @@
 // Halo::start and HaloExchange::wait (Kokkos Tools region timer): the exchange
 // time that the interior rows did not hide. A faster rank also waits there for
 // its neighbour; that maximum and the compute imbalance are reported beside it.
+// A layer that runs once per chunk is timed as the sum over the chunks. Each layer's GFLOP/s is
+// also given as a ratio to the same stage's residual convolutions (resnets.*.conv1/conv2, all
+// together), from the same runs: what an upsampler's conv reaches beside the stage's main kernel.
+// --upsamplers runs the Wan 2.1 upsampler stages instead (strong scaling on this run's ranks):
+// (1, 96, 3, 48, 104) with upsample2d, whole clip, and with upsample3d in 3 chunks (one latent
+// frame each, as the VAE decodes; whole-clip and first-chunk upsample3d skip time_conv).
 //   mpirun -np P bench_decoder [--quick] [--channels C] [--frames T] [--height H] [--width W]
-//                              [--rows-per-rank R] [--num-res-blocks B] [--upsample none|upsample2d]
+//                              [--rows-per-rank R] [--num-res-blocks B]
+//                              [--upsample none|upsample2d|upsample3d] [--chunks K] [--upsamplers]
 //                              [--reps N] [--json FILE]
 #include <khalo/decomposition.hpp>
 #include <khalo/nn/decoder_stage.hpp>
@@ -46,8 +53,14 @@ struct Config {
   int rows_per_rank = 32;
   int num_res_blocks = 2;
   std::string upsample = "none";
+  int chunks = 0;  // 0: the whole clip at once
   int reps = 3;
 };
+
+bool residual_conv(const std::string& layer) {
+  return layer.rfind("resnets.", 0) == 0 &&
+         (layer.find(".conv1") != std::string::npos || layer.find(".conv2") != std::string::npos);
+}
 
 std::string shape_text(const std::vector<std::int64_t>& e) {
   std::string s = "(";
@@ -80,7 +93,8 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
 
   std::vector<std::string> order;                    // layer names, in stage order
   std::map<std::string, std::vector<double>> layer;  // seconds per run (slowest rank, from the stage)
-  std::map<std::string, double> flops;               // all ranks together (of this stage)
+  std::map<std::string, double> flops;               // all ranks together (of this stage), all chunks
+  std::map<std::string, std::string> kernel;         // the convolution kernel each layer ran
   std::vector<double> total, halo, halo_kernels, compute;
   using KT = khalo_perf::KernelTimer;
   for (int r = 0; r < cfg.reps + 1; ++r) {  // the first run is warm-up
@@ -88,14 +102,18 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     KT::start();
     MPI_Barrier(comm);
     const double t0 = MPI_Wtime();
-    stage.run(input, 0, [&](const khalo::nn::LayerEvent& e) {
+    std::map<std::string, double> seconds;  // this run's, summed over chunks
+    stage.run(input, cfg.chunks, [&](const khalo::nn::LayerEvent& e) {
       if (r == 0) {
-        order.push_back(e.name);
-        flops[e.name] = e.flops;
-      } else {
-        layer[e.name].push_back(e.seconds);
+        if (flops.count(e.name) == 0) order.push_back(e.name);
+        flops[e.name] += e.flops;
+        kernel[e.name] = e.kernel;
       }
+      seconds[e.name] += e.seconds;
     });
+    if (r > 0) {
+      for (const auto& [name, sec] : seconds) layer[name].push_back(sec);
+    }
     const double t = MPI_Wtime() - t0;
     KT::stop();
     if (r == 0) continue;
@@ -153,11 +171,19 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
   std::vector<Json> records;
   if (me != 0) return records;
   const std::string layout = khalo::to_string(format);
-  std::printf("\n== %s, %s%s, %d rank(s), %s input %s, stage %d -> %d, %d residual blocks, upsampler %s\n",
+  std::printf("\n== %s, %s%s, %d rank(s), %s input %s, stage %d -> %d, %d residual blocks, upsampler %s, %s\n",
               layout.c_str(), scaling.c_str(), alone ? " (each rank its band alone, all at once)" : " scaling", nranks,
               alone ? "rank 0's" : "global", shape_text(shape).c_str(), sc.in_dim, sc.out_dim, sc.num_res_blocks + 1,
-              cfg.upsample.c_str());
-  std::printf("%-28s %11s %10s\n", "layer", "median ms", "GFLOP/s");
+              cfg.upsample.c_str(), cfg.chunks > 0 ? (std::to_string(cfg.chunks) + " chunks").c_str() : "whole clip");
+  // The residual convolutions' GFLOP/s, all together: the reference for every layer's ratio.
+  double res_flops = 0, res_seconds = 0;
+  for (const auto& name : order) {
+    if (!residual_conv(name)) continue;
+    res_flops += flops[name];
+    res_seconds += khalo_perf::spread_of(layer[name]).median;
+  }
+  const double res_gflops = res_seconds > 0 ? res_flops / res_seconds * 1e-9 : 0.0;
+  std::printf("%-28s %11s %10s %12s  %s\n", "layer", "median ms", "GFLOP/s", "/ residual", "kernel");
   double all_flops = 0, layer_sum = 0;
   Json base = {{"bench", "decoder_stage"},
                {"layout", layout},
@@ -168,6 +194,7 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
                {"out_dim", sc.out_dim},
                {"num_res_blocks", sc.num_res_blocks},
                {"upsample", cfg.upsample},
+               {"chunks", cfg.chunks},
                {"reps", cfg.reps},
                {"threads_per_rank", Kokkos::DefaultExecutionSpace().concurrency()},
                {"backend", Kokkos::DefaultExecutionSpace::name()}};
@@ -175,16 +202,21 @@ std::vector<Json> run(const Config& cfg, khalo::MemoryFormat format, const std::
     const double med = khalo_perf::spread_of(layer[name]).median;
     all_flops += flops[name];
     layer_sum += med;
-    std::printf("%-28s %11.2f %10.1f\n", name.c_str(), med * 1e3, flops[name] / med * 1e-9);
+    const double gflops = flops[name] / med * 1e-9;
+    const double ratio = res_gflops > 0 ? gflops / res_gflops : 0.0;
+    std::printf("%-28s %11.2f %10.1f %12.2f  %s\n", name.c_str(), med * 1e3, gflops, ratio, kernel[name].c_str());
     Json j = base;
     j["layer"] = name;
     j["median_s"] = med;
     j["flops"] = flops[name];
-    j["gflops"] = flops[name] / med * 1e-9;
+    j["gflops"] = gflops;
+    j["gflops_over_residual_convs"] = ratio;
+    j["kernel"] = kernel[name];
     records.push_back(j);
   }
   std::printf("%-28s %11.2f %10.1f   (q1..q3 %.2f..%.2f ms; layers sum to %.2f ms)\n", "total (stage)",
               tot.median * 1e3, all_flops / tot.median * 1e-9, tot.q1 * 1e3, tot.q3 * 1e3, layer_sum * 1e3);
+  std::printf("residual convs together: %.1f GFLOP/s\n", res_gflops);
   std::printf(
       "halo exchange on the critical rank (the one that computes longest): %.2f ms per stage, %.1f%% of it (of which "
       "pack/unpack/fill kernels %.2f ms); up to %.2f ms on a rank that also waits for its neighbour (compute "
@@ -227,7 +259,13 @@ int main(int argc, char** argv) {
   app.add_option("--width", cfg.width, "W");
   app.add_option("--rows-per-rank", cfg.rows_per_rank, "H per rank of the weak-scaling shape");
   app.add_option("--num-res-blocks", cfg.num_res_blocks, "the stage has this many + 1 residual blocks");
-  app.add_option("--upsample", cfg.upsample, "none or upsample2d")->check(CLI::IsMember({"none", "upsample2d"}));
+  bool upsamplers = false;
+  app.add_option("--upsample", cfg.upsample, "none, upsample2d or upsample3d")
+      ->check(CLI::IsMember({"none", "upsample2d", "upsample3d"}));
+  app.add_option("--chunks", cfg.chunks, "decode in K chunks (0: the whole clip)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--upsamplers", upsamplers,
+               "the Wan upsampler stages: (1,96,3,48,104), upsample2d whole clip and upsample3d in 3 chunks "
+               "(strong scaling; --layouts and --reps apply)");
   app.add_option("--layouts", layouts, "memory formats")->check(CLI::IsMember({"channels_last_3d", "contiguous"}));
   app.add_option("--scaling", scalings, "strong, weak, independent (the machine's bound for strong scaling)")
       ->check(CLI::IsMember({"strong", "weak", "independent"}));
@@ -249,6 +287,28 @@ int main(int argc, char** argv) {
     cfg.upsample = "upsample2d";
     cfg.reps = 1;
   }
+  std::vector<Config> stages{cfg};
+  if (upsamplers) {
+    Config c = cfg;
+    c.channels = 96;
+    c.frames = 3;
+    c.height = 48;
+    c.width = 104;
+    c.num_res_blocks = 2;
+    if (quick) {
+      c.channels = 8;
+      c.height = 8;
+      c.width = 8;
+      c.num_res_blocks = 0;
+    }
+    c.upsample = "upsample2d";
+    c.chunks = 0;
+    Config c3 = c;
+    c3.upsample = "upsample3d";
+    c3.chunks = 3;
+    stages = {c, c3};
+    scalings = {"strong"};
+  }
   const bool root = runtime.world_rank() == 0;
   if (root) {
     std::printf("bench_decoder: %d rank(s); %s; %s; time = slowest rank, median of %d run(s) after 1 warm-up\n",
@@ -257,11 +317,13 @@ int main(int argc, char** argv) {
   std::vector<Json> records;
   int status = 0;
   try {
-    for (const auto& layout : layouts) {
-      for (const auto& scaling : scalings) {
-        if (scaling == "independent" && runtime.world_size() == 1) continue;  // the same as strong
-        auto r = run(cfg, khalo::memory_format_from_string(layout), scaling, MPI_COMM_WORLD);
-        records.insert(records.end(), r.begin(), r.end());
+    for (const auto& stage : stages) {
+      for (const auto& layout : layouts) {
+        for (const auto& scaling : scalings) {
+          if (scaling == "independent" && runtime.world_size() == 1) continue;  // the same as strong
+          auto r = run(stage, khalo::memory_format_from_string(layout), scaling, MPI_COMM_WORLD);
+          records.insert(records.end(), r.begin(), r.end());
+        }
       }
     }
   } catch (const std::exception& e) {

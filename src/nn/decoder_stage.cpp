@@ -232,8 +232,9 @@ struct DecoderStage::Impl {
   }
 
   // A causal 3x3x3 convolution of norm+silu(x): fills the input buffer, exchanges, convolves, keeps the cache.
-  void causal_conv(ConvInput& in, const Strided5& x, int cin, const Kokkos::View<float*, Mem>& gamma, const Weights& w,
-                   int frames, const Strided5& out, const Strided5& residual) {
+  // Returns the kernel it ran.
+  ConvKernel causal_conv(ConvInput& in, const Strided5& x, int cin, const Kokkos::View<float*, Mem>& gamma,
+                         const Weights& w, int frames, const Strided5& out, const Strided5& residual) {
     const Exec exec;
     const Strided5 buf = strided(in.buffer);
     if (in.cached) {
@@ -246,6 +247,7 @@ struct DecoderStage::Impl {
                   static_cast<int>(rows), static_cast<int>(W));
     auto view = frames_of(in.buffer, 2, frames);
     Halo<Exec>& halo = halo_for(in.halos, in.buffer, 2, frames, cin);
+    ConvKernel kernel;
     overlapped(halo, view, static_cast<int>(rows), [&](int r0, int r1) {
       ConvLaunch l;
       l.in = buf;
@@ -257,7 +259,7 @@ struct DecoderStage::Impl {
       l.row_end = r1;
       l.out_width = l.in_width = static_cast<int>(W);
       l.cout_count = w.cout;
-      conv(exec, l, w);
+      kernel = conv(exec, l, w);
     });
     // The cache: the last two input frames (with the cache itself in front when the chunk has one frame),
     // for the next chunk only: after the last one nobody reads it.
@@ -266,6 +268,7 @@ struct DecoderStage::Impl {
                   static_cast<int>(W));
       in.cached = true;
     }
+    return kernel;
   }
 };
 
@@ -403,12 +406,13 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
     const int T = sizes[k];
     m.more_chunks = k + 1 < sizes.size();
     const bool first_chunk = k == 0;
-    auto report = [&](const std::string& name, double t0, double flops, const Activation<>* out, int frames, int row0) {
+    auto report = [&](const std::string& name, double t0, double flops, const Activation<>* out, int frames, int row0,
+                      const ConvKernel& kernel) {
       exec.fence();
       double dt = MPI_Wtime() - t0, slowest = 0, total = 0;
       KHALO_MPI_CHECK(MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, m.comm));
       KHALO_MPI_CHECK(MPI_Allreduce(&flops, &total, 1, MPI_DOUBLE, MPI_SUM, m.comm));
-      if (on_layer) on_layer(LayerEvent{name, static_cast<int>(k), slowest, total, out, frames, row0});
+      if (on_layer) on_layer(LayerEvent{name, static_cast<int>(k), slowest, total, out, frames, row0, kernel.name()});
     };
     Strided5 x = strided(input).shifted(0, 0, in_frame, 0, 0);
     for (std::size_t i = 0; i < m.blocks.size(); ++i) {
@@ -420,8 +424,8 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
       const bool direct = last && m.cfg.upsample == Upsample::none;
       const Strided5 out = direct ? out_all.shifted(0, 0, out_frame, 0, 0) : strided(b.out).shifted(0, 0, 0, 1, 0);
       double t0 = MPI_Wtime();
-      m.causal_conv(b.x1, x, b.cin, b.gamma1, b.conv1, T, strided(b.y1), Strided5{});
-      report(p + ".conv1", t0, 2.0 * outputs * b.conv1.macs_per_output(), &b.y1, T, 0);
+      ConvKernel kernel = m.causal_conv(b.x1, x, b.cin, b.gamma1, b.conv1, T, strided(b.y1), Strided5{});
+      report(p + ".conv1", t0, 2.0 * outputs * b.conv1.macs_per_output(), &b.y1, T, 0, kernel);
       t0 = MPI_Wtime();
       Strided5 residual = x;
       if (b.shortcut) {
@@ -433,13 +437,14 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
         l.row_end = static_cast<int>(m.rows);
         l.out_width = l.in_width = static_cast<int>(m.W);
         l.cout_count = b.cout;
-        conv(exec, l, *b.shortcut);
+        kernel = conv(exec, l, *b.shortcut);
         residual = strided(b.shortcut_out);
-        report(p + ".conv_shortcut", t0, 2.0 * outputs * b.shortcut->macs_per_output(), &b.shortcut_out, T, 0);
+        report(p + ".conv_shortcut", t0, 2.0 * outputs * b.shortcut->macs_per_output(), &b.shortcut_out, T, 0, kernel);
         t0 = MPI_Wtime();
       }
-      m.causal_conv(b.x2, strided(b.y1), b.cout, b.gamma2, b.conv2, T, out, residual);
-      report(p + ".conv2", t0, 2.0 * outputs * b.conv2.macs_per_output(), direct ? &output : &b.out, T, direct ? 0 : 1);
+      kernel = m.causal_conv(b.x2, strided(b.y1), b.cout, b.gamma2, b.conv2, T, out, residual);
+      report(p + ".conv2", t0, 2.0 * outputs * b.conv2.macs_per_output(), direct ? &output : &b.out, T, direct ? 0 : 1,
+             kernel);
       x = strided(b.out).shifted(0, 0, 0, 1, 0);
     }
     if (m.cfg.upsample != Upsample::none) {
@@ -460,6 +465,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
         copy_frames(exec, strided(last.out).shifted(0, 0, 0, 1, 0), 0, xt, 2, T, static_cast<int>(m.N), C,
                     static_cast<int>(m.rows), static_cast<int>(m.W));
         const Strided5 up = strided(m.up_in);
+        ConvKernel kernel;
         for (int half = 0; half < 2; ++half) {
           ConvLaunch l;
           l.in = xt;
@@ -471,7 +477,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
           l.out_width = l.in_width = static_cast<int>(m.W);
           l.cout_begin = half * C;
           l.cout_count = C;
-          conv(exec, l, *m.time_conv);
+          kernel = conv(exec, l, *m.time_conv);
         }
         if (m.more_chunks) {
           copy_frames(exec, xt, T, strided(m.xt.cache), 0, 2, static_cast<int>(m.N), C, static_cast<int>(m.rows),
@@ -479,7 +485,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
           m.xt.cached = true;
         }
         report("upsamplers.0.time_conv", t0, 2.0 * m.N * T * m.rows * m.W * 2 * C * m.time_conv->macs_per_output(),
-               &m.up_in, 2 * T, 1);
+               &m.up_in, 2 * T, 1, kernel);
         conv_in = m.up_in;
         frames = 2 * T;
       }
@@ -488,6 +494,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
       auto view = Impl::frames_of(conv_in, 0, frames);
       Halo<Exec>& halo = m.halo_for(m.up_halos, conv_in, 0, frames, C);
       const Strided5 out = out_all.shifted(0, 0, out_frame, 0, 0);
+      ConvKernel kernel;
       m.overlapped(halo, view, static_cast<int>(2 * m.rows), [&](int r0, int r1) {
         ConvLaunch l;
         l.in = strided(conv_in);
@@ -500,10 +507,11 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
         l.out_width = static_cast<int>(2 * m.W);
         l.cout_count = C / 2;
         l.up_first_row = m.first_row;
-        conv(exec, l, *m.resample, true);
+        kernel = conv(exec, l, *m.resample, true);
       });
       report("upsamplers.0.resample.1", t0,
-             2.0 * m.N * frames * 4 * m.rows * m.W * (C / 2) * m.resample->macs_per_output(), &output, frames, 0);
+             2.0 * m.N * frames * 4 * m.rows * m.W * (C / 2) * m.resample->macs_per_output(), &output, frames, 0,
+             kernel);
       out_frame += frames;
     } else {
       out_frame += T;

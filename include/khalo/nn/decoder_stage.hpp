@@ -64,6 +64,7 @@ struct LayerEvent {
   const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
   int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
   int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
+  std::string kernel;                    ///< the convolution kernel the layer ran (ConvKernel::name)
 };
 
 /// A stage distributed over \p comm by bands of rows of the input.

@@ -1,0 +1,10 @@
+// No #pragma once, on purpose: every kernel header includes this at its top and
+// conv_macros_end.hpp at its bottom, so the macros below exist inside the
+// kernel headers only and never reach a user of khalo.
+
+// Unrolling a tile's loop keeps its accumulators in registers (GCC needs telling).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define KHALO_UNROLL _Pragma("GCC unroll 48")
+#else
+#define KHALO_UNROLL
+#endif
