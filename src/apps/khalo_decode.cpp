@@ -153,8 +153,8 @@ int main(int argc, char** argv) {
     const auto result = stage.run(band, chunks, [&](const khalo::nn::LayerEvent& e) {
       flops += e.flops;
       if (root && !quiet) {
-        std::fprintf(stderr, "  %-28s chunk %d  %9.3f ms  %8.2f GFLOP/s\n", e.name.c_str(), e.chunk, e.seconds * 1e3,
-                     e.seconds > 0 ? e.flops / e.seconds * 1e-9 : 0.0);
+        std::fprintf(stderr, "  %-28s chunk %d  %9.3f ms  %8.2f GFLOP/s  %s\n", e.name.c_str(), e.chunk,
+                     e.seconds * 1e3, e.seconds > 0 ? e.flops / e.seconds * 1e-9 : 0.0, e.kernel.c_str());
       }
       if (dumper) {
         const bool upsampled = e.name == "upsamplers.0.resample.1";

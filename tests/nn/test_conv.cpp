@@ -378,3 +378,18 @@ TEST(ConvTuning, RowsPerItem) {
 }
 
 }  // namespace
+
+// Enough parallelism for a GPU: a launch of the team convolution over the Wan stage's per-rank
+// band (1, 96, 4, 60, 104) runs at least 64k threads, one full wave of an H200's 132 SMs at 128
+// registers per thread.
+TEST(ConvTeam, WanStageLaunchFillsAGpu) {
+  khalo::nn::ConvLaunch l;
+  l.n = 1;
+  l.frames = 4;
+  l.row_begin = 0;
+  l.row_end = 60;
+  l.out_width = l.in_width = 104;
+  l.cout_begin = 0;
+  l.cout_count = 96;
+  EXPECT_GE(khalo::nn::detail::conv_team_threads(l), 65536);
+}

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace khalo::nn::detail {
 
@@ -31,6 +32,28 @@ namespace khalo::nn::detail {
 struct TeamConvShape {
   static constexpr int WB = 32, CB = 32, CI = 8, TW = 4, TC = 8;
 };
+
+/// Threads per team: Kokkos chooses (0), unless KHALO_CONV_TEAM_SIZE names a
+/// size. The knob is for tests: on an OpenMP backend, sizes 2 and 4 make the
+/// barriers and the shared scratch really matter (Kokkos' own choice there is 1).
+inline int conv_team_size() {
+  static const int size = [] {
+    const char* v = std::getenv("KHALO_CONV_TEAM_SIZE");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  return size;
+}
+
+/// Threads one launch of the team convolution runs for \p l (teams x threads per
+/// team when Kokkos picks the team size as it would for a GPU: one thread per
+/// register tile).
+inline std::int64_t conv_team_threads(const ConvLaunch& l) {
+  using S = TeamConvShape;
+  const std::int64_t rows = l.row_end - l.row_begin;
+  const std::int64_t teams = static_cast<std::int64_t>(l.n) * l.frames * rows * ((l.cout_count + S::CB - 1) / S::CB) *
+                             ((l.out_width + S::WB - 1) / S::WB);
+  return teams * (S::WB / S::TW) * (S::CB / S::TC);
+}
 
 template <int KT, int KH, int KW, bool UP, class Exec>
 void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
@@ -50,7 +73,8 @@ void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
                     np = static_cast<std::size_t>(CB) * WB;
   const std::size_t bytes = Scratch::shmem_size(nx) + Scratch::shmem_size(nw) + Scratch::shmem_size(np);
   using Policy = Kokkos::TeamPolicy<Exec>;
-  Policy policy(exec, static_cast<int>(league), Kokkos::AUTO);
+  Policy policy = conv_team_size() > 0 ? Policy(exec, static_cast<int>(league), conv_team_size())
+                                       : Policy(exec, static_cast<int>(league), Kokkos::AUTO);
   policy.set_scratch_size(0, Kokkos::PerTeam(bytes));
   const ConvLaunch l = L;
   const PackedWeights wt = W;
