@@ -16,8 +16,15 @@ set(_cfgdir ${CMAKE_INSTALL_LIBDIR}/cmake/khalo)
 install(EXPORT khaloTargets NAMESPACE khalo:: DESTINATION ${_cfgdir})
 configure_package_config_file(cmake/khaloConfig.cmake.in
   ${PROJECT_BINARY_DIR}/khaloConfig.cmake INSTALL_DESTINATION ${_cfgdir})
+# Semantic versioning; before 1.0 a minor release may break the API, so only the same minor version
+# is compatible (0.1.x satisfies find_package(khalo 0.1), 0.2 does not).
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  set(_khalo_compat SameMinorVersion)
+else()
+  set(_khalo_compat SameMajorVersion)
+endif()
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/khaloConfigVersion.cmake
-  COMPATIBILITY SameMajorVersion)
+  COMPATIBILITY ${_khalo_compat})
 # Programs that find the installed package compile in the installed helper's path. It is written at
 # install time, so that `cmake --install --prefix DIR` records the prefix really used.
 install(CODE "

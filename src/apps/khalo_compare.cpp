@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
   khalo::io::CompareOptions o;
   bool json = false;
   std::uint64_t max_ulp = 0;
-  app.add_option("A", a, "first file")->required();
-  app.add_option("B", b, "second file (the reference for --rtol)")->required();
+  app.add_option("A", a, "first file");
+  app.add_option("B", b, "second file (the reference for --rtol)");
   app.add_option("--dataset", o.dataset, "compare only this dataset");
   app.add_option("--rtol", o.rtol, "relative tolerance: |a-b| <= atol + rtol*|b| passes")
       ->check(CLI::NonNegativeNumber);
@@ -77,11 +77,19 @@ int main(int argc, char** argv) {
   app.add_flag("--bitwise", o.bitwise, "only identical bits pass (-0 differs from +0)");
   app.add_flag("--nan-equal", o.nan_equal, "NaN equals NaN");
   app.add_flag("--json", json, "print a JSON report instead of text");
+  bool version = false;
+  app.add_flag("--version", version, "print the versions of khalo, Kokkos, MPI and HDF5, and exit");
   try {
     app.parse(argc, argv);
+    if (!version && (a.empty() || b.empty())) throw CLI::ValidationError("give two files, A and B");
   } catch (const CLI::ParseError& e) {
     if (root) app.exit(e);
     return e.get_exit_code() == 0 ? 0 : 2;
+  }
+  if (version) {
+    const std::string text = khalo::build_info();
+    if (root) std::printf("%s\n", text.c_str());
+    return 0;
   }
   if (ulp->count() > 0) o.max_ulp = max_ulp;
   return runtime.guard("khalo-compare", [&] {
