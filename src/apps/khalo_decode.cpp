@@ -2,7 +2,7 @@
 // See the README (Usage) and docs/cli.md for the command line.
 #include <khalo/detail/strides.hpp>
 #include <khalo/io/snapshot.hpp>
-#include <khalo/io/weights.hpp>
+#include <khalo/io/tensor_source.hpp>
 #include <khalo/nn/decoder_stage.hpp>
 #include <khalo/runtime.hpp>
 
@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   auto* rin_opt = app.add_option("--random-input", random_input, "generate the input: N,C,D,H,W");
   in_opt->excludes(rin_opt);
   app.add_option("--seed", seed, "seed of generated input and weights");
-  auto* w_opt = app.add_option("--weights", weights, "weights file: HDF5 (docs/weights.md §1)");
+  auto* w_opt = app.add_option("--weights", weights,
+                               "weights: an HDF5 weights file or a safetensors checkpoint (docs/weights.md)");
   app.add_option("--prefix", prefix, "key prefix of the stage in the weights file, e.g. decoder.up_blocks.1.");
   auto* rw_opt = app.add_flag("--random-weights", random_weights, "generate weights (with --in-dim, --out-dim, ...)");
   w_opt->excludes(rw_opt);
@@ -118,8 +119,8 @@ int main(int argc, char** argv) {
     // The stage's weights.
     khalo::nn::StageWeights sw;
     if (!weights.empty()) {
-      khalo::io::WeightsFile file(MPI_COMM_WORLD, weights, prefix);
-      sw = khalo::nn::StageWeights::load(file);
+      const auto file = khalo::io::open_tensor_source(MPI_COMM_WORLD, weights, prefix);
+      sw = khalo::nn::StageWeights::load(*file);
     } else {
       khalo::nn::StageConfig c;
       c.in_dim = in_dim > 0 ? in_dim : static_cast<int>(shape[1]);

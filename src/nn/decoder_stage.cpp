@@ -1,5 +1,6 @@
 #include <khalo/halo.hpp>
-#include <khalo/io/weights.hpp>
+#include <khalo/io/snapshot.hpp>
+#include <khalo/io/tensor_source.hpp>
 #include <khalo/nn/conv.hpp>
 #include <khalo/nn/decoder_stage.hpp>
 #include <khalo/nn/pointwise.hpp>
@@ -73,7 +74,7 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> StageWeights::exp
   return keys;
 }
 
-StageWeights StageWeights::load(const io::WeightsFile& file) {
+StageWeights StageWeights::load(const io::TensorSource& file) {
   StageWeights s;
   const std::string where = "khalo::nn::StageWeights: '" + file.path() + "'" +
                             (file.prefix().empty() ? "" : " (prefix '" + file.prefix() + "')") + ": ";

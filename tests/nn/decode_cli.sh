@@ -75,6 +75,39 @@ for np in 1 2; do
 done
 check 0 "result: equal" -- "$compare" "$dir/random.1.h5" "$dir/random.2.h5" --bitwise
 
+# The same stage from a safetensors checkpoint (diffusers' names, an encoder key beside it, the
+# stage picked by --prefix, the conv weights stored as BF16 where exact): the same bits as from HDF5.
+if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
+  /usr/bin/python3 - "$golden/$cfg.weights.h5" "$dir/vae.safetensors" <<'PY'
+import json, struct, sys
+import h5py, numpy as np
+src, dst = sys.argv[1:3]
+tensors = {"encoder.conv_out.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+with h5py.File(src, "r") as f:
+    f.visititems(lambda k, v: tensors.__setitem__("decoder.up_blocks.1." + k, v[()]) if isinstance(v, h5py.Dataset) else None)
+header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+for key, value in tensors.items():
+    value = np.ascontiguousarray(value, dtype="<f4")
+    bits = value.view("<u4")
+    # BF16 when every value is exact in it (the biases of this stage are not, the rest stay F32).
+    if np.all(bits & 0xFFFF == 0):
+        raw, dtype = (bits >> 16).astype("<u2").tobytes(), "BF16"
+    else:
+        raw, dtype = value.tobytes(), "F32"
+    header[key] = {"dtype": dtype, "shape": list(value.shape), "data_offsets": [offset, offset + len(raw)]}
+    blobs.append(raw)
+    offset += len(raw)
+text = json.dumps(header).encode()
+with open(dst, "wb") as out:
+    out.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+PY
+  check 0 "khalo-decode: 2 ranks" -- run 2 --input "$golden/$cfg.input.h5" --weights "$dir/vae.safetensors" \
+    --prefix decoder.up_blocks.1. --chunks 3 --layout channels_last_3d --output "$dir/safetensors.2.h5"
+  check 0 "result: equal" -- "$compare" "$dir/safetensors.2.h5" "$dir/channels_last_3d.2.h5" --bitwise
+  check 2 "missing key 'resnets.0.conv1.weight'" -- run 2 --input "$golden/$cfg.input.h5" \
+    --weights "$dir/vae.safetensors" --prefix decoder.up_blocks.9. --output "$dir/keep.h5"
+fi
+
 # Bad input: exit 2 with one clear message; an existing output stays as it was.
 cp "$dir/random.1.h5" "$dir/keep.h5"
 sum=$(md5sum <"$dir/keep.h5")

@@ -30,6 +30,8 @@ class TensorSource {
   virtual std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const = 0;
   /// The file it reads.
   virtual const std::string& path() const noexcept = 0;
+  /// What is put before every key to find it in the file (empty: keys are whole).
+  virtual std::string prefix() const { return {}; }
 
  protected:
   TensorSource() = default;
@@ -37,10 +39,31 @@ class TensorSource {
   TensorSource& operator=(const TensorSource&) = default;
 };
 
+/// The tensors of \p source whose keys start with \p prefix, under their keys
+/// without it (e.g. one up-block, `decoder.up_blocks.1.`, of a whole checkpoint).
+class PrefixedSource final : public TensorSource {
+ public:
+  PrefixedSource(std::unique_ptr<TensorSource> source, std::string prefix);
+  const std::vector<std::string>& keys() const noexcept override { return keys_; }
+  bool has(const std::string& key) const override { return source_->has(prefix_ + key); }
+  std::vector<std::int64_t> shape(const std::string& key) const override { return source_->shape(prefix_ + key); }
+  std::string dtype(const std::string& key) const override { return source_->dtype(prefix_ + key); }
+  std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const override {
+    return source_->load(prefix_ + key, expected_shape);
+  }
+  const std::string& path() const noexcept override { return source_->path(); }
+  std::string prefix() const override { return prefix_; }
+
+ private:
+  std::unique_ptr<TensorSource> source_;
+  std::string prefix_;
+  std::vector<std::string> keys_;
+};
+
 /// Opens \p path as a safetensors file or an HDF5 weights file, by its first
 /// bytes (HDF5's signature, else safetensors). Collective over \p comm; errors
-/// are thrown on every rank with the same message. \p prefix applies to HDF5
-/// weights files (see WeightsFile); a safetensors file is read with whole keys.
+/// are thrown on every rank with the same message. With a \p prefix, keys are
+/// those under it, without it.
 std::unique_ptr<TensorSource> open_tensor_source(MPI_Comm comm, const std::string& path,
                                                  const std::string& prefix = {});
 

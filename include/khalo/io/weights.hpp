@@ -32,7 +32,7 @@ class WeightsFile final : public TensorSource {
   std::vector<float> load(const std::string& key, const std::vector<std::int64_t>& expected_shape) const override;
 
   const std::string& path() const noexcept override { return path_; }
-  const std::string& prefix() const noexcept { return prefix_; }
+  std::string prefix() const override { return prefix_; }
 
  private:
   std::string dataset_of(const std::string& key) const { return "/" + prefix_ + key; }

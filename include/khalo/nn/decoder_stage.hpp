@@ -21,7 +21,7 @@
 #include <vector>
 
 namespace khalo::io {
-class WeightsFile;
+class TensorSource;
 }
 
 namespace khalo::nn {
@@ -48,7 +48,7 @@ struct StageWeights {
   /// Reads the stage from a weights file; the shape of the stage (blocks,
   /// channels, shortcut, upsampler) comes from the keys and shapes present.
   /// Throws khalo::io::Error naming any missing or mismatched key.
-  static StageWeights load(const io::WeightsFile& file);
+  static StageWeights load(const io::TensorSource& file);
   /// Seeded random weights for \p config (the same on every rank).
   static StageWeights random(const StageConfig& config, std::uint64_t seed);
   /// The keys and shapes a stage of \p config has.
