@@ -13,9 +13,9 @@
 /// bias, then input channels, then taps within a channel, whatever the team size
 /// or the band a rank holds: bit-identical on any number of ranks (its rounding
 /// differs from the host kernels', which sum taps outside input channels).
-/// Staging walks input columns fastest, so neighbouring threads read neighbouring
-/// addresses in the contiguous format; in channels-last they are C floats apart
-/// (a channels-fastest staging order for that format is still to do).
+/// Staging and stores walk the format's fastest dimension (columns in the
+/// contiguous format, channels in channels-last), so neighbouring threads touch
+/// neighbouring addresses in both.
 
 #include <khalo/nn/conv_launch.hpp>
 #include <khalo/nn/detail/conv_common.hpp>
@@ -78,6 +78,7 @@ void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
   policy.set_scratch_size(0, Kokkos::PerTeam(bytes));
   const ConvLaunch l = L;
   const PackedWeights wt = W;
+  const bool in_channels_last = L.in.stride[1] == 1, out_channels_last = L.out.stride[1] == 1;
   Kokkos::parallel_for(
       "khalo::nn::conv_team", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
         std::int64_t r = team.league_rank();
@@ -103,15 +104,26 @@ void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
         for (int c0 = 0; c0 < cin; c0 += CI) {
           team.team_barrier();
           // Input rows [ci][kt][kh][span]: column j is input column w0 - KW/2 + j (w0/2 - 1 + j upsampled).
+          // Neighbouring threads take neighbouring addresses: columns in the contiguous format,
+          // input channels in channels-last (then CI floats in a row, a 32-byte segment).
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nx)), [&](const int k) {
-            const int j = k % span;
-            const int rk = k / span % (KT * KH);
-            const int ci = c0 + k / span / (KT * KH);
+            int j, rk, cl;
+            if (in_channels_last) {
+              cl = k % CI;
+              j = k / CI % span;
+              rk = k / CI / span;
+            } else {
+              j = k % span;
+              rk = k / span % (KT * KH);
+              cl = k / span / (KT * KH);
+            }
+            const int ci = c0 + cl;
             const int kt = rk / KH, kh = rk % KH;
             const std::int64_t col = UP ? w0 / 2 - 1 + j : w0 - KW / 2 + j;
             std::int64_t row = h + kh;
             if (UP) row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
-            xs(k) = ci < cin && col >= 0 && col < l.in_width ? l.in(n, ci, t + kt, row, col) : 0.0f;
+            xs((cl * KT * KH + rk) * span + j) =
+                ci < cin && col >= 0 && col < l.in_width ? l.in(n, ci, t + kt, row, col) : 0.0f;
           });
           // Weights [ci][tap][CB].
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nw)), [&](const int k) {
@@ -146,10 +158,12 @@ void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
           });
         }
         team.team_barrier();
+        // Stores: neighbouring threads take neighbouring addresses in either format.
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, CB * WB), [&](const int k) {
-          const int o = k / WB, i = k % WB;
+          const int o = out_channels_last ? k % CB : k / WB;
+          const int i = out_channels_last ? k / CB : k % WB;
           if (o >= valid_c || w0 + i >= l.out_width) return;
-          float v = ps(k);
+          float v = ps(o * WB + i);
           if (l.residual.data != nullptr) v += l.residual(n, oc0 + o, t, h, w0 + i);
           l.out(n, oc0 + o, t, h, w0 + i) = v;
         });
