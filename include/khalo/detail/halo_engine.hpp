@@ -98,9 +98,12 @@ class HaloEngine {
   }
 
   /// Completes the exchange: the remaining phases, then a fence of \p exec.
+  /// On failure, what is still posted is cancelled and completed first.
   void finish(const Exec& exec) {
-    Kokkos::Profiling::pushRegion("khalo::Halo::wait");
+    bool region = false;
     try {
+      Kokkos::Profiling::pushRegion("khalo::Halo::wait");
+      region = true;
       for (;;) {
         end_phase(exec);
         if (phase_ + 1 >= current_->phases.size()) break;
@@ -109,12 +112,20 @@ class HaloEngine {
       exec.fence();
     } catch (...) {
       abandon();
-      Kokkos::Profiling::popRegion();
+      if (region) Kokkos::Profiling::popRegion();
       throw;
     }
     in_flight_ = false;
     Kokkos::Profiling::popRegion();
   }
+
+  /// An engine that goes while an exchange is in flight (its last owner unwinding
+  /// from an error) first makes sure MPI will never write into the Views again.
+  ~HaloEngine() {
+    if (in_flight_) abandon();
+  }
+  HaloEngine(const HaloEngine&) = delete;
+  HaloEngine& operator=(const HaloEngine&) = delete;
 
  private:
   // Every rank that plans new shapes meets here; one whose peers still run the
