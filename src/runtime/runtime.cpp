@@ -171,6 +171,7 @@ void Runtime::abort_job(const std::string& what) noexcept {
 
 int Runtime::guard(const char* program, const std::function<int()>& body) const {
   std::string what;
+  std::exception_ptr error;  // rethrown under throw_only, after the catch block has ended
   try {
     return body();
   } catch (const std::exception& e) {
@@ -179,8 +180,10 @@ int Runtime::guard(const char* program, const std::function<int()>& body) const 
       return 2;
     }
     what = e.what();
+    error = std::current_exception();
   } catch (...) {
     what = "exception of unknown type";
+    error = std::current_exception();
   }
   // Did every rank fail? Then the error is everyone's: one message, exit 2, no abort.
   if (fail_comm_ != MPI_COMM_NULL && mpi_usable()) {
@@ -205,7 +208,7 @@ int Runtime::guard(const char* program, const std::function<int()>& body) const 
       }
     }
   }
-  if (policy_ == FailurePolicy::throw_only) throw;
+  if (policy_ == FailurePolicy::throw_only) std::rethrow_exception(error);
   abort_job(what);
 }
 
