@@ -60,8 +60,10 @@ Semantics:
     nearest-exact copies values, so that only rounds float64 activations to
     float32 there; this float64 reference does not round.
   * --latents-normalized: x = latents * std + mean per channel (z_dim 16 only),
-    with diffusers' Wan 2.1 defaults (LATENTS_MEAN / LATENTS_STD below). The
-    pipeline writes it latents / (1 / std) + mean, in the VAE's dtype.
+    with diffusers' Wan 2.1 defaults (LATENTS_MEAN / LATENTS_STD below),
+    computed as pipeline_wan.py does: mean and std are torch.tensor(list), i.e.
+    the decimals rounded to float32, then cast to the latents' dtype, and
+    x = latents / (1 / std) + mean (here in float64).
 
 Usage:
   wan_decoder.py --out DIR --name NAME --seed S --base-dim B --z-dim Z \
@@ -210,9 +212,10 @@ def num_slots(arch):
 def unnormalize(z):
     if z.shape[1] != 16:
         raise ValueError("--latents-normalized needs z_dim 16 (latents have %d channels)" % z.shape[1])
-    mean = torch.tensor(LATENTS_MEAN, dtype=z.dtype).view(1, 16, 1, 1, 1)
-    std = torch.tensor(LATENTS_STD, dtype=z.dtype).view(1, 16, 1, 1, 1)
-    return z * std + mean
+    # as the pipeline: torch.tensor(list) is float32, then .to(latents dtype)
+    mean = torch.tensor(LATENTS_MEAN, dtype=torch.float32).to(z.dtype).view(1, 16, 1, 1, 1)
+    std = torch.tensor(LATENTS_STD, dtype=torch.float32).to(z.dtype).view(1, 16, 1, 1, 1)
+    return z / (1.0 / std) + mean
 
 
 def decode(z, params, latents_normalized=False, clamp=True):
@@ -629,8 +632,10 @@ def self_test():
     # 6. --latents-normalized
     zn = random_input(14, (1, 16, 2, 3, 3)).to(torch.float64)
     u = unnormalize(zn)
-    expect("unnormalize: channel 7 = z * 2.0743 + 1.5508",
-           torch.allclose(u[:, 7], zn[:, 7] * 2.0743 + 1.5508, rtol=0, atol=1e-15))
+    expect("unnormalize: channel 7 = z * 2.0743 + 1.5508 (constants rounded to float32)",
+           torch.allclose(u[:, 7], zn[:, 7] * float(np.float32(2.0743)) + float(np.float32(1.5508)),
+                          rtol=0, atol=1e-14)
+           and not torch.allclose(u[:, 7], zn[:, 7] * 2.0743 + 1.5508, rtol=0, atol=1e-9))
     try:
         unnormalize(random_input(14, (1, 4, 1, 2, 2)))
         expect("--latents-normalized refused for z_dim 4", False)
