@@ -4,6 +4,7 @@
 
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/mpi_error.hpp>
+#include <khalo/detail/strides.hpp>
 
 #include <mpi.h>
 
@@ -153,9 +154,26 @@ class Decomposition {
   /// dimension that is out of range, repeated, or has a zero global extent,
   /// and when ranks disagree on the global extents.
   Decomposition(ProcessGrid grid, std::vector<std::int64_t> global_extents, std::vector<int> split_dims)
-      : grid_(std::move(grid)), global_(std::move(global_extents)), split_(std::move(split_dims)) {
+      : Decomposition(std::move(grid), std::move(global_extents), std::move(split_dims), {}) {}
+
+  /// A split with given part boundaries: `offsets[g]` holds the `parts + 1` boundaries of
+  /// split dimension `split_dims[g]` (0 first, its global extent last, non-decreasing), or is
+  /// empty for the balanced split. This is how a tensor upsampled on every rank keeps its
+  /// rows where they were computed (see refined()). Collective; throws as above, and for
+  /// boundaries that do not fit.
+  Decomposition(ProcessGrid grid, std::vector<std::int64_t> global_extents, std::vector<int> split_dims,
+                std::vector<std::vector<std::int64_t>> offsets)
+      : grid_(std::move(grid)),
+        global_(std::move(global_extents)),
+        split_(std::move(split_dims)),
+        offsets_(std::move(offsets)) {
     const std::string where = "khalo::Decomposition: ";
     std::string error;
+    if (!offsets_.empty() && offsets_.size() != split_.size()) {
+      error = where + std::to_string(offsets_.size()) + " lists of part boundaries for " +
+              std::to_string(split_.size()) + " split dimensions";
+    }
+    offsets_.resize(split_.size());
     const int rank = static_cast<int>(global_.size());
     if (rank < 1 || rank > 8) error = where + "arrays of rank 1..8 only, got rank " + std::to_string(rank);
     if (error.empty() && static_cast<int>(split_.size()) != grid_.ndims()) {
@@ -179,8 +197,24 @@ class Decomposition {
     for (std::size_t d = 0; error.empty() && d < global_.size(); ++d) {
       if (global_[d] < 0) error = where + "negative extent in dimension " + std::to_string(d);
     }
+    for (std::size_t g = 0; error.empty() && g < split_.size(); ++g) {
+      const auto& b = offsets_[g];
+      if (b.empty()) continue;
+      const std::size_t parts = static_cast<std::size_t>(grid_.dims()[g]);
+      bool ok = b.size() == parts + 1 && b.front() == 0 && b.back() == global_[static_cast<std::size_t>(split_[g])];
+      for (std::size_t i = 1; ok && i < b.size(); ++i) ok = b[i - 1] <= b[i];
+      if (!ok) {
+        error = where + "the part boundaries " + detail::shape_text(b) + " of dimension " + std::to_string(split_[g]) +
+                " do not split its extent " + std::to_string(global_[static_cast<std::size_t>(split_[g])]) + " into " +
+                std::to_string(parts) + " ordered parts";
+      }
+    }
     std::vector<std::int64_t> signature = global_;
     signature.insert(signature.end(), split_.begin(), split_.end());
+    for (const auto& b : offsets_) {
+      signature.push_back(static_cast<std::int64_t>(b.size()));
+      signature.insert(signature.end(), b.begin(), b.end());
+    }
     const std::string disagree = detail::disagreement(grid_.comm(), signature, {});
     detail::throw_if_any(grid_.comm(), disagree.empty() ? error : where + disagree);
   }
@@ -197,7 +231,32 @@ class Decomposition {
   Range owned_at(int dim, int coord) const {
     const int g = grid_dim_of(dim);
     const std::int64_t n = global_.at(static_cast<std::size_t>(dim));
-    return g < 0 ? Range{0, n} : balanced_split(n, grid_.dims()[static_cast<std::size_t>(g)], coord);
+    if (g < 0) return Range{0, n};
+    const auto& b = offsets_[static_cast<std::size_t>(g)];
+    if (b.empty()) return balanced_split(n, grid_.dims()[static_cast<std::size_t>(g)], coord);
+    return Range{b.at(static_cast<std::size_t>(coord)), b.at(static_cast<std::size_t>(coord) + 1)};
+  }
+  /// The `parts + 1` boundaries of split dimension \p dim (0 first, its extent last).
+  std::vector<std::int64_t> boundaries(int dim) const {
+    const int g = grid_dim_of(dim);
+    const int parts = g < 0 ? 1 : grid_.dims()[static_cast<std::size_t>(g)];
+    std::vector<std::int64_t> b{0};
+    for (int c = 0; c < parts; ++c) b.push_back(owned_at(dim, c).end);
+    return b;
+  }
+  /// The same grid and split over a tensor of \p global_extents, where every split
+  /// dimension d holds `factor[d]` times the layers of this one on each rank (1 where
+  /// \p factor is shorter). An upsampler's output keeps its rows on the rank that
+  /// computed them. Collective.
+  Decomposition refined(std::vector<std::int64_t> global_extents, const std::vector<std::int64_t>& factor = {}) const {
+    std::vector<std::vector<std::int64_t>> offsets;
+    for (int d : split_) {
+      const std::int64_t f = static_cast<std::size_t>(d) < factor.size() ? factor[static_cast<std::size_t>(d)] : 1;
+      auto b = boundaries(d);
+      for (auto& x : b) x *= f;
+      offsets.push_back(std::move(b));
+    }
+    return Decomposition(grid_, std::move(global_extents), split_, std::move(offsets));
   }
   /// Global range of dimension \p dim owned by this rank.
   Range owned(int dim) const {
@@ -222,6 +281,7 @@ class Decomposition {
   ProcessGrid grid_;
   std::vector<std::int64_t> global_;
   std::vector<int> split_;
+  std::vector<std::vector<std::int64_t>> offsets_;  // per split dimension: boundaries, or empty (balanced)
   std::vector<int> grid_dim_of_;
 };
 

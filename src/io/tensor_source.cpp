@@ -9,7 +9,7 @@
 
 namespace khalo::io {
 
-PrefixedSource::PrefixedSource(std::unique_ptr<TensorSource> source, std::string prefix)
+PrefixedSource::PrefixedSource(std::shared_ptr<const TensorSource> source, std::string prefix)
     : source_(std::move(source)), prefix_(std::move(prefix)) {
   for (const auto& key : source_->keys()) {
     if (key.compare(0, prefix_.size(), prefix_) == 0) keys_.push_back(key.substr(prefix_.size()));

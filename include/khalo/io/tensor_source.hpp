@@ -43,7 +43,9 @@ class TensorSource {
 /// without it (e.g. one up-block, `decoder.up_blocks.1.`, of a whole checkpoint).
 class PrefixedSource final : public TensorSource {
  public:
-  PrefixedSource(std::unique_ptr<TensorSource> source, std::string prefix);
+  /// \p source is shared: several prefixes of one file (the layers of a model) read
+  /// through one open file.
+  PrefixedSource(std::shared_ptr<const TensorSource> source, std::string prefix);
   const std::vector<std::string>& keys() const noexcept override { return keys_; }
   bool has(const std::string& key) const override { return source_->has(prefix_ + key); }
   std::vector<std::int64_t> shape(const std::string& key) const override { return source_->shape(prefix_ + key); }
@@ -52,10 +54,11 @@ class PrefixedSource final : public TensorSource {
     return source_->load(prefix_ + key, expected_shape);
   }
   const std::string& path() const noexcept override { return source_->path(); }
-  std::string prefix() const override { return prefix_; }
+  /// The whole prefix from the file's root (the source's own prefix first).
+  std::string prefix() const override { return source_->prefix() + prefix_; }
 
  private:
-  std::unique_ptr<TensorSource> source_;
+  std::shared_ptr<const TensorSource> source_;
   std::string prefix_;
   std::vector<std::string> keys_;
 };

@@ -9,7 +9,9 @@
 #include <khalo/decomposition.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
+#include <khalo/nn/layers/up_block.hpp>
 #include <khalo/nn/tensor.hpp>
+#include <khalo/nn/weight_map.hpp>
 
 #include <mpi.h>
 
@@ -20,30 +22,12 @@
 #include <string>
 #include <vector>
 
-namespace khalo::io {
-class TensorSource;
-}
-
 namespace khalo::nn {
 
-enum class Upsample { none, upsample2d, upsample3d };
-std::string to_string(Upsample u);
-Upsample upsample_from_string(const std::string& name);
-
-struct StageConfig {
-  int in_dim = 0;
-  int out_dim = 0;
-  int num_res_blocks = 1;
-  Upsample upsample = Upsample::none;
-  /// Channels of the stage's output.
-  int output_channels() const { return upsample == Upsample::none ? out_dim : out_dim / 2; }
-};
-
-/// The stage's parameters on the host, by PyTorch state-dict key (docs/weights.md §1).
-struct StageWeights {
+/// An up-block's parameters on the host, by PyTorch state-dict key relative to the block
+/// (docs/weights.md §1), with the configuration they imply.
+struct StageWeights : WeightMap {
   StageConfig config;
-  std::map<std::string, std::vector<float>> tensors;
-  std::map<std::string, std::vector<std::int64_t>> shapes;
 
   /// Reads the stage from a weights file; the shape of the stage (blocks,
   /// channels, shortcut, upsampler) comes from the keys and shapes present.
@@ -52,19 +36,7 @@ struct StageWeights {
   /// Seeded random weights for \p config (the same on every rank).
   static StageWeights random(const StageConfig& config, std::uint64_t seed);
   /// The keys and shapes a stage of \p config has.
-  static std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_keys(const StageConfig& config);
-};
-
-/// Reported after each layer of each chunk (rank 0 prints them; --dump-layers writes them).
-struct LayerEvent {
-  std::string name;  ///< e.g. "resnets.0.conv1"
-  int chunk = 0;
-  double seconds = 0.0;                  ///< max over ranks
-  double flops = 0.0;                    ///< all ranks together
-  const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
-  int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
-  int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
-  std::string kernel;                    ///< the convolution kernel the layer ran (ConvKernel::name)
+  static std::vector<KeyShape> expected_keys(const StageConfig& config) { return config.keys(); }
 };
 
 /// A stage distributed over \p comm by bands of rows of the input.

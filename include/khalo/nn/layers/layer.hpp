@@ -1,0 +1,139 @@
+#pragma once
+/// \file
+/// What the decoder's layers share (docs/decoder.md §4): the band of rows a rank owns at a
+/// layer's resolution, the halo plans of a layer's inputs (one per frame count), and the
+/// per-layer report. Layers run on Kokkos::DefaultExecutionSpace.
+
+#include <khalo/decomposition.hpp>
+#include <khalo/halo.hpp>
+#include <khalo/layout.hpp>
+#include <khalo/nn/tensor.hpp>
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace khalo::nn {
+
+using LayerExec = Kokkos::DefaultExecutionSpace;
+using LayerMem = LayerExec::memory_space;
+
+/// This rank's band of rows of an (N, ., ., H, W) activation at one resolution.
+class RowBands {
+ public:
+  /// \p dec splits dimension 3 (rows) of an (N, C, T, H, W) tensor; only N, H, W and the
+  /// split are kept.
+  RowBands(const Decomposition& dec, MemoryFormat format);
+
+  /// The bands of a tensor upsampled 2x in H and W on every rank: each rank keeps the rows
+  /// its own rows became (so no data moves between layers).
+  RowBands upsampled() const;
+  /// The decomposition of an (N, channels, frames, H, W) tensor split like this one.
+  Decomposition decomposition(std::int64_t channels, std::int64_t frames) const;
+  /// A zeroed activation (N, channels, frames, rows + 2 ghost, W) in the format.
+  Activation<LayerMem> allocate(const std::string& label, std::int64_t channels, std::int64_t frames,
+                                int ghost = 0) const;
+
+  MPI_Comm comm() const { return dec_.grid().comm(); }
+  MemoryFormat format() const { return format_; }
+  std::int64_t batch() const { return n_; }
+  std::int64_t height() const { return h_; }
+  std::int64_t width() const { return w_; }
+  std::int64_t rows() const { return rows_; }
+  std::int64_t first_row() const { return first_row_; }
+
+ private:
+  Decomposition dec_;  // (N, 1, 1, H, W)
+  MemoryFormat format_;
+  std::int64_t n_, h_, w_, rows_, first_row_;
+};
+
+/// Reported after each layer of each chunk (rank 0 prints them; --dump-layers writes them).
+struct LayerEvent {
+  std::string name;  ///< e.g. "resnets.0.conv1"
+  int chunk = 0;
+  double seconds = 0.0;                  ///< max over ranks
+  double flops = 0.0;                    ///< all ranks together
+  const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
+  int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
+  int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
+  std::string kernel;                    ///< the convolution kernel the layer ran (ConvKernel::name), if any
+};
+
+/// Times layers and passes their events on. Without a callback it costs nothing: no fence,
+/// no reduction. Copies made by under() share the callback and the current chunk.
+class LayerLog {
+ public:
+  LayerLog() : state_(std::make_shared<State>()) {}
+  LayerLog(MPI_Comm comm, std::function<void(const LayerEvent&)> on_layer)
+      : state_(std::make_shared<State>(State{comm, std::move(on_layer), 0})) {}
+  /// The same log for the layers under \p prefix (their names are prefixed).
+  LayerLog under(const std::string& prefix) const {
+    LayerLog l = *this;
+    l.prefix_ += prefix;
+    return l;
+  }
+  bool active() const { return static_cast<bool>(state_->on_layer); }
+  void set_chunk(int chunk) const { state_->chunk = chunk; }
+  /// A start time (MPI_Wtime) for report().
+  double start() const;
+  /// Fences, reduces the time and the flops over ranks, and calls the callback.
+  void report(const std::string& name, double t0, double flops, const Activation<>* output, int frames, int row_offset,
+              const std::string& kernel = {}) const;
+
+ private:
+  struct State {
+    MPI_Comm comm = MPI_COMM_NULL;
+    std::function<void(const LayerEvent&)> on_layer;
+    int chunk = 0;
+  };
+  std::shared_ptr<State> state_;
+  std::string prefix_;
+};
+
+/// The halo plans of one input buffer with one ghost row: one plan per frame count, built
+/// on first use (collective) and kept.
+class HaloPlans {
+ public:
+  HaloPlans() = default;
+  HaloPlans(const RowBands& bands, std::int64_t channels) : bands_(std::make_shared<RowBands>(bands)), c_(channels) {}
+  /// Frames [0, frames) of \p buffer from frame \p first, exchanged while \p launch(r0, r1)
+  /// computes output rows [1, out_rows - 1) (those that need no ghost row), then the edge rows.
+  template <class Launch>
+  void overlapped(const Activation<>& buffer, int first, int frames, int out_rows, Launch&& launch) {
+    const LayerExec exec;
+    auto view = Kokkos::subview(buffer, Kokkos::ALL, Kokkos::ALL, std::make_pair(first, first + frames), Kokkos::ALL,
+                                Kokkos::ALL);
+    auto pending = plan(frames, view).start(exec, view);
+    launch(1, out_rows - 1);
+    pending.wait();
+    launch(0, 1);
+    if (out_rows > 1) launch(out_rows - 1, out_rows);
+  }
+  /// Traffic of every plan so far.
+  HaloStats stats() const;
+
+ private:
+  template <class View>
+  Halo<LayerExec>& plan(int frames, const View& view) {
+    auto it = plans_.find(frames);
+    if (it == plans_.end()) {
+      it = plans_
+               .emplace(frames, std::make_unique<Halo<LayerExec>>(bands_->decomposition(c_, frames), HaloSpec(1), view))
+               .first;
+    }
+    return *it->second;
+  }
+  std::shared_ptr<RowBands> bands_;
+  std::int64_t c_ = 0;
+  std::map<int, std::unique_ptr<Halo<LayerExec>>> plans_;
+};
+
+/// Adds \p b's counters to \p a.
+void accumulate(HaloStats& a, const HaloStats& b);
+
+}  // namespace khalo::nn
