@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Pointwise parts of the stage: RMS norm over channels fused with SiLU, and
+/// Pointwise parts of the decoder: RMS norm over channels (fused with SiLU, or alone), and
 /// frame copies for the causal cache.
 
 #include <khalo/detail/block.hpp>
@@ -40,6 +40,31 @@ void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gam
           const float v = x[c * in.stride[1]] / norm * scale * gamma[c];
           y[c * out.stride[1]] = v / (1.0f + khalo::detail::exp(-v));
         }
+      });
+}
+
+/// out = x / max(||x||_2, 1e-12) * sqrt(C) * gamma over channels, without SiLU (the
+/// attention block's norm), at every (n, t, h, w) of the region n < N, t < T, h < H, w < W.
+template <class Exec>
+void rms_norm(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W) {
+  const std::int64_t items = static_cast<std::int64_t>(N) * T * H * W;
+  const float scale = khalo::detail::sqrt(static_cast<float>(C));
+  Kokkos::parallel_for(
+      "khalo::nn::rms_norm", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
+        std::int64_t r = i;
+        const int w = static_cast<int>(r % W);
+        r /= W;
+        const int h = static_cast<int>(r % H);
+        r /= H;
+        const int t = static_cast<int>(r % T);
+        const int n = static_cast<int>(r / T);
+        const float* x = in.data + in.offset(n, 0, t, h, w);
+        float* y = out.data + out.offset(n, 0, t, h, w);
+        float ss = 0.0f;
+        for (int c = 0; c < C; ++c) ss += x[c * in.stride[1]] * x[c * in.stride[1]];
+        float norm = khalo::detail::sqrt(ss);
+        norm = norm > 1e-12f ? norm : 1e-12f;
+        for (int c = 0; c < C; ++c) y[c * out.stride[1]] = x[c * in.stride[1]] / norm * scale * gamma[c];
       });
 }
 
