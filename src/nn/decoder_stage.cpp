@@ -49,32 +49,6 @@ std::uint64_t splitmix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// The stage's input decomposition, after checks every rank makes alike.
-Decomposition checked_rows(MPI_Comm comm, const StageWeights& weights, MemoryFormat format,
-                           const std::vector<std::int64_t>& shape) {
-  const std::string where = "khalo::nn::DecoderStage: ";
-  std::string error;
-  if (shape.size() != 5) error = where + "the input must be (N, C, T, H, W)";
-  if (error.empty() && shape[1] != weights.config.in_dim) {
-    error = where + "the input has " + std::to_string(shape[1]) + " channels, the stage takes " +
-            std::to_string(weights.config.in_dim);
-  }
-  if (error.empty() && format != MemoryFormat::contiguous && format != MemoryFormat::channels_last_3d) {
-    error = where + "layout must be contiguous or channels_last_3d";
-  }
-  khalo::detail::throw_if_any(comm, error);
-  Decomposition dec = row_decomposition(comm, shape);
-  const int parts = dec.grid().dims()[0];
-  for (int c = 0; c < parts && error.empty(); ++c) {
-    if (dec.owned_at(3, c).size() < 1) {
-      error = where + "the input has " + std::to_string(shape[3]) + " rows for " + std::to_string(parts) +
-              " ranks: rank band " + std::to_string(c) + " would hold none; a band must hold at least the halo (1 row)";
-    }
-  }
-  khalo::detail::throw_if_any(dec.grid().comm(), error);
-  return dec;
-}
-
 }  // namespace
 
 struct DecoderStage::Impl {
@@ -92,7 +66,9 @@ struct DecoderStage::Impl {
 
 DecoderStage::DecoderStage(MPI_Comm comm, const StageWeights& weights, MemoryFormat format,
                            std::vector<std::int64_t> input_shape)
-    : impl_(std::make_unique<Impl>(checked_rows(comm, weights, format, input_shape), weights, format)) {}
+    : impl_(std::make_unique<Impl>(checked_row_decomposition(comm, input_shape, weights.config.in_dim, format,
+                                                             "khalo::nn::DecoderStage: ", "the stage"),
+                                   weights, format)) {}
 
 DecoderStage::~DecoderStage() = default;
 

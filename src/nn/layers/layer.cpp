@@ -33,6 +33,30 @@ Activation<LayerMem> RowBands::allocate(const std::string& label, std::int64_t c
   return a;
 }
 
+Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::int64_t>& shape, std::int64_t channels,
+                                        MemoryFormat format, const std::string& where, const std::string& taker) {
+  std::string error;
+  if (shape.size() != 5) error = where + "the input must be (N, C, T, H, W)";
+  if (error.empty() && shape[1] != channels) {
+    error = where + "the input has " + std::to_string(shape[1]) + " channels, " + taker + " takes " +
+            std::to_string(channels);
+  }
+  if (error.empty() && format != MemoryFormat::contiguous && format != MemoryFormat::channels_last_3d) {
+    error = where + "layout must be contiguous or channels_last_3d";
+  }
+  khalo::detail::throw_if_any(comm, error);
+  Decomposition dec = row_decomposition(comm, shape);
+  const int parts = dec.grid().dims()[0];
+  for (int c = 0; c < parts && error.empty(); ++c) {
+    if (dec.owned_at(3, c).size() < 1) {
+      error = where + "the input has " + std::to_string(shape[3]) + " rows for " + std::to_string(parts) +
+              " ranks: rank band " + std::to_string(c) + " would hold none; a band must hold at least the halo (1 row)";
+    }
+  }
+  khalo::detail::throw_if_any(dec.grid().comm(), error);
+  return dec;
+}
+
 double LayerLog::start() const { return active() ? MPI_Wtime() : 0.0; }
 
 void LayerLog::report(const std::string& name, double t0, double flops, const Activation<>* output, int frames,

@@ -52,6 +52,13 @@ class RowBands {
   std::int64_t n_, h_, w_, rows_, first_row_;
 };
 
+/// The row decomposition of an (N, C, T, H, W) input of \p channels channels over \p comm,
+/// after the checks every rank makes alike: the rank, the channels, the format, and at
+/// least one row per rank (the halo's width). Throws std::invalid_argument on every rank,
+/// its message prefixed by \p where; \p taker names what takes the input ("the stage").
+Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::int64_t>& shape, std::int64_t channels,
+                                        MemoryFormat format, const std::string& where, const std::string& taker);
+
 /// Reported after each layer of each chunk (rank 0 prints them; --dump-layers writes them).
 struct LayerEvent {
   std::string name;  ///< e.g. "resnets.0.conv1"
