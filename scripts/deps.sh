@@ -15,7 +15,7 @@ KHALO_PACKAGES=(
   # toolchain
   g++ make cmake pkg-config ca-certificates
   # libraries khalo builds against
-  libtrilinos-kokkos-dev libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
+  libtrilinos-kokkos-dev libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libpng-dev
   # tests, benchmarks, examples and tools
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   hdf5-tools
