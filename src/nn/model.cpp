@@ -307,7 +307,7 @@ Activation<> Decoder::run(const Activation<>& latent, bool normalized,
   }
   double t0 = log.start();
   ConvKernel kernel = m.post_quant->run(x, static_cast<int>(m.T), strided(m.z), Strided5{}, false);
-  log.report("post_quant_conv", t0, 2.0 * N * m.T * rows * W * Z * m.post_quant->macs_per_output(), &m.z,
+  log.report("post_quant_conv", t0, 2.0 * N * m.T * rows * W * Z * m.post_quant->macs_per_output(), &m.z, m.bands,
              static_cast<int>(m.T), 0, kernel.name());
 
   // Then latent frame by latent frame, every causal layer keeping its cache for the next.
@@ -323,12 +323,14 @@ Activation<> Decoder::run(const Activation<>& latent, bool normalized,
     const bool keep = k + 1 < m.T;
     t0 = log.start();
     kernel = m.conv_in->run(strided(m.z).shifted(0, 0, k, 0, 0), 1, strided(m.a0), Strided5{}, keep);
-    log.report("decoder.conv_in", t0, 2.0 * mid_outputs * m.conv_in->macs_per_output(), &m.a0, 1, 0, kernel.name());
+    log.report("decoder.conv_in", t0, 2.0 * mid_outputs * m.conv_in->macs_per_output(), &m.a0, m.bands, 1, 0,
+               kernel.name());
     m.mid0->run(strided(m.a0), 1, strided(m.a1), keep, log.under(kMid + "resnets.0."), &m.a1);
     t0 = log.start();
     const double flops_before = m.attention->stats().flops;
     m.attention->run(strided(m.a1), strided(m.a2), 1);
-    log.report(kAttention.substr(0, kAttention.size() - 1), t0, m.attention->stats().flops - flops_before, &m.a2, 1, 0);
+    log.report(kAttention.substr(0, kAttention.size() - 1), t0, m.attention->stats().flops - flops_before, &m.a2,
+               m.bands, 1, 0);
     m.mid1->run(strided(m.a2), 1, strided(m.a3), keep, log.under(kMid + "resnets.1."), &m.a3);
     Strided5 in = strided(m.a3);
     int frames = 1;
@@ -349,7 +351,7 @@ Activation<> Decoder::run(const Activation<>& latent, bool normalized,
     log.report("decoder.conv_out", t0,
                2.0 * N * frames * static_cast<double>(m.out_bands.rows() * m.out_bands.width()) * m.cfg.out_channels *
                    m.conv_out->macs_per_output(),
-               &fresh, frames, 0, kernel.name());
+               &fresh, m.out_bands, frames, 0, kernel.name());
     if (on_frames) {
       LayerExec().fence();
       on_frames(DecodedFrames{&output, frames, k, produced});

@@ -36,7 +36,9 @@ std::vector<KeyShape> Resample::keys(Upsample mode, std::int64_t d) {
 
 Resample::Resample(const RowBands& bands, const WeightMap& weights, const std::string& prefix, Upsample mode,
                    int max_frames)
-    : bands_(bands), resample_(conv_weights(weights, prefix + "resample.1", bands.format())) {
+    : bands_(bands),
+      out_bands_(bands.upsampled()),
+      resample_(conv_weights(weights, prefix + "resample.1", bands.format())) {
   if (mode == Upsample::none) throw std::invalid_argument("khalo::nn::Resample: no upsampler");
   x_halos_ = HaloPlans(bands, resample_.cin);
   if (mode == Upsample::upsample3d) {
@@ -74,7 +76,7 @@ void Resample::run(const Activation<>& x, int frames, const Strided5& out, bool 
       kernel = conv(exec, l, time_conv_->weights());
     }
     time_conv_->finish(frames, keep_cache);
-    log.report("time_conv", t0, 2.0 * N * frames * rows * W * 2 * C * time_conv_->macs_per_output(), &up_in_,
+    log.report("time_conv", t0, 2.0 * N * frames * rows * W * 2 * C * time_conv_->macs_per_output(), &up_in_, bands_,
                2 * frames, 1, kernel.name());
     conv_in = &up_in_;
     halos = &up_halos_;
@@ -100,7 +102,7 @@ void Resample::run(const Activation<>& x, int frames, const Strided5& out, bool 
   });
   log.report("resample.1", t0,
              2.0 * N * frames * 4.0 * rows * W * resample_.cout * static_cast<double>(resample_.macs_per_output()),
-             out_view, frames, 0, kernel.name());
+             out_view, out_bands_, frames, 0, kernel.name());
 }
 
 void Resample::reset() {

@@ -30,18 +30,18 @@ void ResidualBlock::run(const Strided5& x, int frames, const Strided5& out, bool
                          static_cast<double>(out_channels());
   double t0 = log.start();
   ConvKernel kernel = conv1_.run(x, frames, strided(y1_), Strided5{}, keep_cache);
-  log.report("conv1", t0, 2.0 * outputs * conv1_.macs_per_output(), &y1_, frames, 0, kernel.name());
+  log.report("conv1", t0, 2.0 * outputs * conv1_.macs_per_output(), &y1_, bands_, frames, 0, kernel.name());
   Strided5 residual = x;
   if (shortcut_) {
     t0 = log.start();
     kernel = shortcut_->run(x, frames, strided(shortcut_out_), Strided5{}, false);
     residual = strided(shortcut_out_);
-    log.report("conv_shortcut", t0, 2.0 * outputs * shortcut_->macs_per_output(), &shortcut_out_, frames, 0,
+    log.report("conv_shortcut", t0, 2.0 * outputs * shortcut_->macs_per_output(), &shortcut_out_, bands_, frames, 0,
                kernel.name());
   }
   t0 = log.start();
   kernel = conv2_.run(strided(y1_), frames, out, residual, keep_cache);
-  log.report("conv2", t0, 2.0 * outputs * conv2_.macs_per_output(), out_view, frames, out_row0, kernel.name());
+  log.report("conv2", t0, 2.0 * outputs * conv2_.macs_per_output(), out_view, bands_, frames, out_row0, kernel.name());
 }
 
 void ResidualBlock::reset() {

@@ -69,6 +69,9 @@ struct LayerEvent {
   int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
   int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
   std::string kernel;                    ///< the convolution kernel the layer ran (ConvKernel::name), if any
+  std::int64_t first_row = 0;            ///< global index of the band's first owned row at the layer's resolution
+  std::int64_t rows = 0;                 ///< owned rows of the band
+  std::int64_t global_rows = 0;          ///< rows of the whole tensor at the layer's resolution
 };
 
 /// Times layers and passes their events on. Without a callback it costs nothing: no fence,
@@ -89,8 +92,8 @@ class LayerLog {
   /// A start time (MPI_Wtime) for report().
   double start() const;
   /// Fences, reduces the time and the flops over ranks, and calls the callback.
-  void report(const std::string& name, double t0, double flops, const Activation<>* output, int frames, int row_offset,
-              const std::string& kernel = {}) const;
+  void report(const std::string& name, double t0, double flops, const Activation<>* output, const RowBands& bands,
+              int frames, int row_offset, const std::string& kernel = {}) const;
 
  private:
   struct State {

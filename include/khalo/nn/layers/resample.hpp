@@ -40,7 +40,7 @@ class Resample {
   HaloStats halo_stats() const;
 
  private:
-  RowBands bands_;
+  RowBands bands_, out_bands_;
   ConvWeights<LayerMem> resample_;
   std::optional<CausalConv3d> time_conv_;
   Activation<LayerMem> up_in_;  // time_conv's interleaved output (N, C, 2 max_frames, rows + 2, W)
