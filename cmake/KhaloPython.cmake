@@ -19,11 +19,19 @@ if(Python3_FOUND)
     set(_khalo_python_found ON)
   endif()
 endif()
+# Not under the sanitizers: an ASan-instrumented extension cannot load into an uninstrumented python3.
+if(KHALO_ENABLE_SANITIZERS)
+  set(_khalo_python_found OFF)
+endif()
 option(KHALO_ENABLE_PYTHON "Build the Python module khalo (needs Python 3 development files, pybind11, mpi4py)"
        ${_khalo_python_found})
 
 if(KHALO_ENABLE_PYTHON)
-  if(NOT _khalo_python_found)
+  if(KHALO_ENABLE_SANITIZERS)
+    message(FATAL_ERROR "KHALO_ENABLE_PYTHON=ON cannot be combined with KHALO_ENABLE_SANITIZERS=ON: an "
+                        "ASan-instrumented extension does not load into an uninstrumented python3.")
+  endif()
+  if(NOT pybind11_FOUND OR NOT KHALO_MPI4PY_INCLUDE_DIR)
     message(FATAL_ERROR
       "KHALO_ENABLE_PYTHON=ON needs Python 3 with its development files (${Python3_EXECUTABLE}), pybind11 and "
       "mpi4py; found Python3: ${Python3_FOUND}, pybind11: ${pybind11_FOUND}, mpi4py include: "
