@@ -8,6 +8,7 @@
 #include <khalo/config.hpp>
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
+#include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/io/compare.hpp>
@@ -95,7 +96,7 @@ MPI_Comm comm_from(const py::object& obj) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Arrays: numpy.ndarray as it is, a torch CPU tensor through tensor.numpy() (which shares memory).
+// Arrays: a numpy.ndarray through its buffer, a torch CPU tensor through data_ptr() and stride().
 
 enum class Elem { float32, float64, int32, int64 };
 
@@ -113,80 +114,139 @@ constexpr int kMaxRank = 5;
 
 // What a halo call needs of an array: its memory, element type, extents and strides (in elements).
 struct ArrayRef {
-  py::object owner;  // the numpy array (for a tensor: the array that shares its memory)
+  py::object owner;  // the numpy array or torch tensor whose memory this is
   void* data = nullptr;
   Elem elem = Elem::float32;
   std::vector<std::int64_t> extents;
   std::vector<std::int64_t> strides;
 };
 
-bool is_torch_tensor(const py::handle& obj) {
-  // Only look for torch where the caller already imported it: khalo never imports torch itself.
-  const py::dict modules = py::module_::import("sys").attr("modules");
-  if (!modules.contains("torch")) return false;
-  const py::object tensor = modules["torch"].attr("Tensor");
-  return PyObject_IsInstance(obj.ptr(), tensor.ptr()) == 1;
+// torch's Tensor type and the dtypes khalo takes, looked up once torch has been imported by the caller
+// (khalo never imports torch itself). Leaked on purpose: nothing may drop a reference after the
+// interpreter has finalized.
+struct TorchApi {
+  py::handle tensor, strided, float32, float64, int32, int64;
+};
+
+const TorchApi* torch_api() {
+  static const TorchApi* api = nullptr;
+  if (api != nullptr) return api;
+  PyObject* modules = PySys_GetObject("modules");  // borrowed
+  PyObject* torch = modules != nullptr ? PyDict_GetItemString(modules, "torch") : nullptr;
+  if (torch == nullptr) return nullptr;
+  const auto t = py::reinterpret_borrow<py::module_>(torch);
+  const auto get = [&](const char* name) { return py::object(t.attr(name)).release(); };
+  api = new TorchApi{get("Tensor"), get("strided"), get("float32"), get("float64"), get("int32"), get("int64")};
+  return api;
 }
 
-// The array behind \p obj, or an error message (empty when fine). Never copies: what cannot be
-// taken as it is is refused.
-std::string take_array(const py::handle& obj, ArrayRef& out) {
-  py::object arr;
-  if (py::isinstance<py::array>(obj)) {
-    arr = py::reinterpret_borrow<py::object>(obj);
-  } else if (is_torch_tensor(obj)) {
-    if (std::string(py::str(obj.attr("device").attr("type"))) != "cpu") {
-      return "a torch tensor must be on the CPU (got device " + std::string(py::str(obj.attr("device"))) + ")";
-    }
-    if (obj.attr("requires_grad").cast<bool>()) {
-      return "a torch tensor that requires grad cannot be written in place; pass tensor.detach()";
-    }
-    arr = obj.attr("numpy")();  // shares the tensor's memory and strides
-  } else {
-    return "expected a numpy.ndarray or a torch CPU tensor, got " +
-           std::string(py::str(py::type::of(obj).attr("__name__")));
+std::string type_name(const py::handle& obj) { return py::str(py::type::of(obj).attr("__name__")); }
+
+// Fills \p out's extents and strides (in elements) from bytes or elements; an error for strides khalo
+// cannot take (reversed, broadcast, not a multiple of the item size).
+template <class Extent, class Stride>
+std::string take_geometry(int rank, Extent extent, Stride stride, std::int64_t unit, ArrayRef& out) {
+  if (rank < 1 || rank > kMaxRank) {
+    return "arrays of rank 1.." + std::to_string(kMaxRank) + " only, got rank " + std::to_string(rank);
   }
-  const auto a = py::reinterpret_borrow<py::array>(arr);
-  const py::dtype dt = a.dtype();
-  // numpy's == on dtypes: a byte-swapped array (">f4" here) equals none of them.
-  if (dt.equal(py::dtype::of<float>())) {
+  out.extents.resize(static_cast<std::size_t>(rank));
+  out.strides.resize(static_cast<std::size_t>(rank));
+  for (int d = 0; d < rank; ++d) {
+    const std::int64_t n = extent(d);
+    const std::int64_t s = stride(d);
+    if (n > 1 && (s <= 0 || s % unit != 0)) {
+      return "dimension " + std::to_string(d) + " has stride " + std::to_string(s) + (unit > 1 ? " bytes" : "") +
+             "; khalo needs positive strides" + (unit > 1 ? " that are multiples of the item size" : "") +
+             " (no reversed or broadcast views)";
+    }
+    out.extents[static_cast<std::size_t>(d)] = n;
+    out.strides[static_cast<std::size_t>(d)] = n > 1 ? s / unit : 1;
+  }
+  return {};
+}
+
+std::size_t elem_size(Elem e) { return e == Elem::float32 || e == Elem::int32 ? 4 : 8; }
+
+// A torch tensor, read from its own attributes (data_ptr, shape, stride, dtype): the tensor's memory
+// as it is, with no intermediate object.
+std::string take_tensor(const TorchApi& api, const py::handle& obj, ArrayRef& out) {
+  if (!obj.attr("is_cpu").cast<bool>()) {
+    return "a torch tensor must be on the CPU (got device " + std::string(py::str(obj.attr("device"))) + ")";
+  }
+  if (obj.attr("requires_grad").cast<bool>()) {
+    return "a torch tensor that requires grad cannot be written in place; pass tensor.detach()";
+  }
+  if (!py::object(obj.attr("layout")).is(api.strided))
+    return "only strided (dense) torch tensors, got a sparse or other layout";
+  if (obj.attr("is_neg")().cast<bool>())
+    return "the tensor is a lazy negation view (torch._neg_view); resolve it first";
+  const py::object dtype = obj.attr("dtype");
+  if (dtype.is(api.float32)) {
     out.elem = Elem::float32;
-  } else if (dt.equal(py::dtype::of<double>())) {
+  } else if (dtype.is(api.float64)) {
     out.elem = Elem::float64;
-  } else if (dt.equal(py::dtype::of<std::int32_t>())) {
+  } else if (dtype.is(api.int32)) {
     out.elem = Elem::int32;
-  } else if (dt.equal(py::dtype::of<std::int64_t>())) {
+  } else if (dtype.is(api.int64)) {
+    out.elem = Elem::int64;
+  } else {
+    return "unsupported dtype " + std::string(py::str(dtype)) + " (float32, float64, int32 or int64)";
+  }
+  const auto shape = py::reinterpret_borrow<py::tuple>(obj.attr("shape"));
+  const auto stride = obj.attr("stride")().cast<py::tuple>();
+  std::string error = take_geometry(
+      static_cast<int>(shape.size()), [&](int d) { return shape[static_cast<std::size_t>(d)].cast<std::int64_t>(); },
+      [&](int d) { return stride[static_cast<std::size_t>(d)].cast<std::int64_t>(); }, 1, out);
+  if (!error.empty()) return error;
+  const auto address = obj.attr("data_ptr")().cast<std::uintptr_t>();
+  if (address % elem_size(out.elem) != 0) return "the tensor's data is not aligned";
+  out.data = reinterpret_cast<void*>(address);
+  out.owner = py::reinterpret_borrow<py::object>(obj);
+  return {};
+}
+
+std::string take_numpy(const py::array& a, ArrayRef& out) {
+  const py::dtype dt = a.dtype();
+  const char order = dt.byteorder();  // '=' native, '|' not applicable, '<' or '>' explicit
+  constexpr bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  const bool native = order == '=' || order == '|' || order == (little ? '<' : '>');
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  if (native && kind == 'f' && size == 4) {
+    out.elem = Elem::float32;
+  } else if (native && kind == 'f' && size == 8) {
+    out.elem = Elem::float64;
+  } else if (native && kind == 'i' && size == 4) {
+    out.elem = Elem::int32;
+  } else if (native && kind == 'i' && size == 8) {
     out.elem = Elem::int64;
   } else {
     return "unsupported dtype " + std::string(py::str(static_cast<const py::handle&>(dt))) +
            " (float32, float64, int32 or int64, native byte order)";
-  }
-  const int rank = static_cast<int>(a.ndim());
-  if (rank < 1 || rank > kMaxRank) {
-    return "arrays of rank 1.." + std::to_string(kMaxRank) + " only, got rank " + std::to_string(rank);
   }
   const int flags = py::detail::array_proxy(a.ptr())->flags;
   if ((flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_) == 0) {
     return "the array is read-only; ghost layers are written in place";
   }
   if ((flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0) return "the array is not aligned";
-  const auto item = static_cast<std::int64_t>(a.itemsize());
-  out.extents.resize(static_cast<std::size_t>(rank));
-  out.strides.resize(static_cast<std::size_t>(rank));
-  for (int d = 0; d < rank; ++d) {
-    const auto n = static_cast<std::int64_t>(a.shape(d));
-    const auto s = static_cast<std::int64_t>(a.strides(d));
-    if (n > 1 && (s <= 0 || s % item != 0)) {
-      return "dimension " + std::to_string(d) + " has stride " + std::to_string(s) +
-             " bytes; khalo needs positive strides that are multiples of the item size (no reversed or broadcast "
-             "views)";
-    }
-    out.extents[static_cast<std::size_t>(d)] = n;
-    out.strides[static_cast<std::size_t>(d)] = n > 1 ? s / item : 1;
-  }
+  std::string error = take_geometry(
+      static_cast<int>(a.ndim()), [&](int d) { return static_cast<std::int64_t>(a.shape(d)); },
+      [&](int d) { return static_cast<std::int64_t>(a.strides(d)); }, static_cast<std::int64_t>(size), out);
+  if (!error.empty()) return error;
   out.data = const_cast<void*>(a.data());
-  out.owner = std::move(arr);
+  out.owner = a;
   return {};
+}
+
+// The memory behind \p obj, or an error message (empty when fine). Never copies: what cannot be taken
+// as it is is refused.
+std::string take_array(const py::handle& obj, ArrayRef& out) {
+  if (py::isinstance<py::array>(obj)) return take_numpy(py::reinterpret_borrow<py::array>(obj), out);
+  const TorchApi* torch = torch_api();
+  if (torch != nullptr && PyObject_IsInstance(obj.ptr(), torch->tensor.ptr()) == 1) {
+    return take_tensor(*torch, obj, out);
+  }
+  return "expected a numpy.ndarray or a torch CPU tensor, got " + type_name(obj);
 }
 
 ArrayRef take_array_or_throw(const py::handle& obj, const char* where) {
@@ -341,6 +401,27 @@ class PyHalo final : public Resource {
     return d;
   }
   void reset_stats() { halo("Halo.reset_stats").reset_stats(); }
+
+  // For perf/bench_python_halo.py: \p reps blocking exchanges timed in C++ exactly as the benchmark times
+  // them from Python (barrier, MPI_Wtime around one exchange, the slowest rank's time), so that the
+  // difference between the two is what the Python call costs.
+  std::vector<double> time_exchanges(const py::handle& obj, int reps) {
+    ArrayRef ref = take(obj, "Halo._time_exchanges");
+    if (reps < 1) throw std::invalid_argument("khalo.Halo._time_exchanges: reps must be at least 1");
+    const MPI_Comm comm = halo_->decomposition().grid().comm();
+    std::vector<double> t(static_cast<std::size_t>(reps));
+    with_view(ref, [&](const auto& view) {
+      py::gil_scoped_release unlocked;
+      for (double& ti : t) {
+        KHALO_MPI_CHECK(MPI_Barrier(comm));
+        const double t0 = MPI_Wtime();
+        halo_->exchange(Exec(), view);
+        ti = MPI_Wtime() - t0;
+      }
+      KHALO_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data(), reps, MPI_DOUBLE, MPI_MAX, comm));
+    });
+    return t;
+  }
   void release() noexcept override { halo_.reset(); }
 
  private:
@@ -482,7 +563,10 @@ PYBIND11_MODULE(khalo, m) {
       .def("start", &PyHalo::start, py::arg("array"),
            "Starts an exchange and returns an Exchange; call its wait() before reading the ghost layers.")
       .def_property_readonly("stats", &PyHalo::stats, "Counters accumulated over the plan's exchanges.")
-      .def("reset_stats", &PyHalo::reset_stats);
+      .def("reset_stats", &PyHalo::reset_stats)
+      .def("_time_exchanges", &PyHalo::time_exchanges, py::arg("array"), py::arg("reps"),
+           "Benchmark helper (perf/bench_python_halo.py): reps exchanges timed in C++, each the slowest rank's "
+           "seconds. Collective.");
 
   py::class_<khalo::io::DatasetComparison>(m, "DatasetComparison")
       .def_readonly("name", &khalo::io::DatasetComparison::name)

@@ -42,7 +42,7 @@ def test_channels_last_3d_activation_gets_its_ghost_rows_without_conversion():
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d], ids=str)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32, torch.int64], ids=str)
 def test_split_phase_on_tensors(memory_format, dtype):
     shape = (2, 3, 2, 2 * P + 1, 5)
     dec = khalo.row_decomposition(comm, shape)
@@ -84,3 +84,5 @@ def test_tensors_that_cannot_be_written_in_place_are_refused():
         halo.exchange(x.double())
     with pytest.raises(ValueError, match="unsupported dtype"):
         halo.exchange(x.half())
+    with pytest.raises(ValueError, match="positive strides"):  # a broadcast view: every row is one row
+        halo.exchange(x[:, :, :, :1, :].expand(x.shape))
