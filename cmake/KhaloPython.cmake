@@ -4,7 +4,7 @@
 # Debian's python3 (where python3-pybind11, python3-mpi4py and python3-numpy live), not whichever
 # python3 comes first in PATH (a pyenv shim, say), unless the caller chose one.
 if(NOT DEFINED Python3_EXECUTABLE AND EXISTS /usr/bin/python3)
-  set(Python3_EXECUTABLE /usr/bin/python3)
+  set(Python3_EXECUTABLE /usr/bin/python3 CACHE FILEPATH "The Python 3 that the Python module is built for")
 endif()
 find_package(Python3 COMPONENTS Interpreter Development.Module QUIET)
 set(_khalo_python_found OFF)
