@@ -41,7 +41,7 @@ using HostExchange = khalo::HaloExchange<Exec, Kokkos::HostSpace>;
 
 // ---------------------------------------------------------------------------------------------
 // Kokkos: initialised at import unless someone else did it; finalised by an atexit hook that first
-// releases every live Halo and exchange (docs/python.md §5). Python runs atexit hooks before it
+// releases every live Halo and exchange (docs/python.md §6). Python runs atexit hooks before it
 // clears module globals, so a Halo still referenced there would otherwise free its Kokkos buffers
 // after Kokkos::finalize.
 
@@ -66,10 +66,9 @@ void finalize_module() noexcept {
   auto& s = kokkos_state();
   if (s.finalized) return;
   s.finalized = true;
-  // release() removes the object from the set: iterate over a copy.
-  const std::set<Resource*> live = s.live;
-  for (Resource* r : live) r->release();
-  s.live.clear();
+  // Releasing a handle completes its exchange, whose engine it shares with its Halo, so the order does
+  // not matter. Released objects stay in the set until Python destroys them.
+  for (Resource* r : s.live) r->release();
   if (s.owned && Kokkos::is_initialized()) Kokkos::finalize();
 }
 
