@@ -19,10 +19,12 @@ KHALO_PACKAGES=(
   # tests, benchmarks, examples and tools
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   hdf5-tools
-  # formatting check
-  clang-format-14
+  # formatting check, API reference (the docs target)
+  clang-format-14 doxygen
   # python helpers (reading HDF5 output, reference checks)
   python3 python3-numpy python3-h5py
+  # the Python module (src/python) and its tests: pybind11, mpi4py, pytest, PyTorch
+  python3-dev python3-pybind11 pybind11-dev python3-mpi4py python3-pytest python3-torch
 )
 
 case "${1:-}" in

@@ -6,26 +6,31 @@
 # Steps (each announced with "==> ..."; the first failure stops the run):
 #   1. install missing Debian packages        (scripts/deps.sh; root or sudo)
 #   2. check formatting                       (clang-format-14 with the repo's .clang-format)
-#   3. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/)
-#   4. run the tests                          (ctest)
-#   5. run the MPI core through srun on a one-node Slurm cluster started on this machine
+#   3. configure and build, Release, -Werror  ($KHALO_BUILD_DIR, default build/), with the
+#      Python module (src/python)
+#   4. build the API reference                (the docs target: Doxygen, warnings are errors)
+#   5. run the tests                          (ctest; the Python module's under label python)
+#   6. run the MPI core through srun on a one-node Slurm cluster started on this machine
 #      (scripts/slurm.sh; installs Slurm when missing, skipped where it cannot be installed)
-#   6. install into a temporary prefix, then build and run examples/downstream against it
-#   7. build and test with ASan + UBSan at -O2 ($KHALO_ASAN_BUILD_DIR, default build-asan/)
+#   7. install into a temporary prefix, then build and run examples/downstream against it, and
+#      run examples/python/conv3d_halo.py with the installed Python module
+#   8. build and test with ASan + UBSan at -O2 ($KHALO_ASAN_BUILD_DIR, default build-asan/;
+#      C++ only: an instrumented extension does not load into python3)
 #
 # Environment:
 #   KHALO_BUILD_DIR=DIR         Release build directory (default: build)
 #   KHALO_ASAN_BUILD_DIR=DIR    sanitizer build directory (default: build-asan)
-#   KHALO_SKIP_SANITIZERS=1     skip step 7 (quick local runs; CI runs it)
-#   KHALO_SKIP_SLURM=1          skip step 5
-#   KHALO_SKIP_DEPS=1           skip step 1 (dependencies installed some other way; step 5 then
-#                               runs only if Slurm is already installed)
+#   KHALO_SKIP_SANITIZERS=1     skip step 8 (quick local runs; CI runs it)
+#   KHALO_SKIP_SLURM=1          skip step 6
+#   KHALO_SKIP_DEPS=1           skip step 1 (dependencies installed some other way; step 6 then
+#                               runs only if Slurm is already installed, step 4 only if doxygen
+#                               is, and the Python module is built only if pybind11 and mpi4py are)
 #   KHALO_JOBS=N                build parallelism (default: nproc)
 # Relative directories are taken from the repository root.
 set -euo pipefail
 
 usage() {
-  sed -n '2,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,32s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 for arg in "$@"; do
@@ -130,15 +135,39 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 step "configure Release build in $build_dir/"
+# With the dependencies installed by step 1, the Python module must build; otherwise it is built
+# when what it needs is there.
+python_option=()
+if [[ "${KHALO_SKIP_DEPS:-0}" != 1 ]]; then
+  python_option=(-DKHALO_ENABLE_PYTHON=ON)
+fi
 cmake -S . -B "$build_dir" \
   -DCMAKE_BUILD_TYPE=Release \
   -DKHALO_WERROR=ON \
   -DKHALO_ENABLE_TESTS=ON \
   -DKHALO_ENABLE_EXAMPLES=ON \
-  -DKHALO_ENABLE_PERF=ON
+  -DKHALO_ENABLE_PERF=ON \
+  "${python_option[@]}"
+cache_value() {
+  sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt"
+}
+if [[ "$(cache_value KHALO_ENABLE_PYTHON)" == ON ]]; then
+  khalo_note "Python module: on ($(cache_value Python3_EXECUTABLE))"
+else
+  khalo_note "Python module: OFF (python3-dev, python3-pybind11 or python3-mpi4py missing)"
+fi
 
 step "build $build_dir/ (-j $jobs)"
 cmake --build "$build_dir" -j "$jobs"
+
+# ---------------------------------------------------------------------------------------------
+if [[ "${KHALO_SKIP_DEPS:-0}" == 1 ]] && ! command -v doxygen >/dev/null 2>&1; then
+  end_step
+  khalo_step "API reference: SKIPPED (doxygen is not installed and KHALO_SKIP_DEPS=1)"
+else
+  step "build the API reference (docs target, Doxygen; warnings are errors)"
+  cmake --build "$build_dir" --target docs
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "test $build_dir/ (ctest)"
@@ -177,6 +206,15 @@ if [[ ! -x "$downstream_exe" ]]; then
 fi
 timeout 120 mpirun -np 2 --oversubscribe "$downstream_exe"
 
+if [[ "$(cache_value KHALO_ENABLE_PYTHON)" == ON ]]; then
+  step "run examples/python/conv3d_halo.py on 2 ranks with the installed Python module"
+  python_dir=$prefix/$(cache_value KHALO_PYTHON_INSTALL_DIR)
+  [[ -n "$(compgen -G "$python_dir/khalo*.so")" ]] || khalo_die "no Python module installed in $python_dir"
+  PYTHONPATH=$python_dir PYTHONDONTWRITEBYTECODE=1 timeout 120 mpirun -np 2 --oversubscribe -x PYTHONPATH \
+    -x PYTHONDONTWRITEBYTECODE "$(cache_value Python3_EXECUTABLE)" examples/python/conv3d_halo.py \
+    --shape 1,16,3,13,20 --cout 8
+fi
+
 # ---------------------------------------------------------------------------------------------
 if [[ "${KHALO_SKIP_SANITIZERS:-0}" == 1 ]]; then
   end_step
@@ -187,6 +225,7 @@ else
   cmake -S . -B "$asan_dir" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKHALO_ENABLE_SANITIZERS=ON \
+    -DKHALO_ENABLE_PYTHON=OFF \
     -DKHALO_ENABLE_TESTS=ON \
     -DKHALO_ENABLE_PERF=OFF \
     -DKHALO_ENABLE_EXAMPLES=OFF

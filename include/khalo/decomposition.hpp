@@ -23,8 +23,9 @@ enum class Side : int { low = 0, high = 1 };
 
 /// A half-open range [begin, end) of global indices.
 struct Range {
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
+  std::int64_t begin = 0;  ///< the first index in the range
+  std::int64_t end = 0;    ///< one past the last index in the range
+  /// The number of indices, end - begin.
   std::int64_t size() const noexcept { return end - begin; }
   friend bool operator==(const Range& a, const Range& b) noexcept { return a.begin == b.begin && a.end == b.end; }
 };
@@ -99,11 +100,17 @@ class ProcessGrid {
     return ProcessGrid(comm, std::vector<int>(n, 0), std::vector<bool>(n, periodic));
   }
 
+  /// The number of grid dimensions.
   int ndims() const noexcept { return static_cast<int>(dims_.size()); }
+  /// The number of ranks along each grid dimension.
   const std::vector<int>& dims() const noexcept { return dims_; }
+  /// This rank's coordinates in the grid.
   const std::vector<int>& coords() const noexcept { return coords_; }
+  /// True when grid dimension \p grid_dim wraps around.
   bool periodic(int grid_dim) const { return periodic_.at(static_cast<std::size_t>(grid_dim)); }
+  /// This rank's rank in comm() (the same as in the communicator the grid was built over).
   int rank() const noexcept { return rank_; }
+  /// The number of ranks in the grid.
   int size() const noexcept { return std::accumulate(dims_.begin(), dims_.end(), 1, std::multiplies<>()); }
   /// The grid's Cartesian communicator (owned by the grid).
   MPI_Comm comm() const noexcept { return comm_->get(); }
@@ -131,6 +138,7 @@ class ProcessGrid {
     return rank_at(c, wrap);
   }
 
+  /// \p dims as text, e.g. "2x3", for messages.
   static std::string shape_text(const std::vector<int>& dims) {
     std::string s;
     for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? "x" : "") + std::to_string(dims[i]);
@@ -219,12 +227,17 @@ class Decomposition {
     detail::throw_if_any(grid_.comm(), disagree.empty() ? error : where + disagree);
   }
 
+  /// The process grid the array is split over.
   const ProcessGrid& grid() const noexcept { return grid_; }
+  /// The array's rank (number of dimensions).
   int rank() const noexcept { return static_cast<int>(global_.size()); }
+  /// The global array's extents.
   const std::vector<std::int64_t>& global_extents() const noexcept { return global_; }
+  /// The array dimension that each grid dimension splits, in grid-dimension order.
   const std::vector<int>& split_dims() const noexcept { return split_; }
   /// The grid dimension that splits array dimension \p dim, or -1 when it is whole.
   int grid_dim_of(int dim) const { return grid_dim_of_.at(static_cast<std::size_t>(dim)); }
+  /// True when array dimension \p dim is split over the grid.
   bool is_split(int dim) const { return grid_dim_of(dim) >= 0; }
 
   /// Global range of dimension \p dim owned by the rank at grid coordinate \p coord.
@@ -274,7 +287,9 @@ class Decomposition {
     const int g = grid_dim_of(dim);
     return g < 0 ? MPI_PROC_NULL : grid_.neighbor(g, side, wrap);
   }
+  /// The index in this rank's owned block (without ghost layers) of global index \p global_index of \p dim.
   std::int64_t to_local(int dim, std::int64_t global_index) const { return global_index - owned(dim).begin; }
+  /// The global index of index \p local_index of this rank's owned block along \p dim.
   std::int64_t to_global(int dim, std::int64_t local_index) const { return local_index + owned(dim).begin; }
 
  private:

@@ -16,9 +16,9 @@ class CollectiveError {
   virtual ~CollectiveError() = default;
 
  protected:
-  CollectiveError() = default;
-  CollectiveError(const CollectiveError&) = default;
-  CollectiveError& operator=(const CollectiveError&) = default;
+  CollectiveError() = default;                                   ///< Only as a base.
+  CollectiveError(const CollectiveError&) = default;             ///< Copied with the exception.
+  CollectiveError& operator=(const CollectiveError&) = default;  ///< Assigned with the exception.
 };
 
 /// True when \p e was thrown by every rank together (it derives from CollectiveError).

@@ -33,7 +33,9 @@ class Halo;
 template <class Exec, class MemSpace>
 class [[nodiscard]] HaloExchange {
  public:
+  /// Takes over \p other's exchange; \p other is left with nothing in flight.
   HaloExchange(HaloExchange&& other) noexcept = default;
+  /// Completes this handle's own exchange, if any (quietly), then takes over \p other's.
   HaloExchange& operator=(HaloExchange&& other) noexcept {
     if (this != &other) {
       finish_quietly();
@@ -82,8 +84,8 @@ class [[nodiscard]] HaloExchange {
 template <class Exec = Kokkos::DefaultExecutionSpace, class MemSpace = typename Exec::memory_space>
 class Halo {
  public:
-  using execution_space = Exec;
-  using memory_space = MemSpace;
+  using execution_space = Exec;   ///< where pack and unpack kernels run
+  using memory_space = MemSpace;  ///< where the Views and the plan's buffers live
 
   /// Collective over the decomposition's ranks. Throws std::invalid_argument on
   /// every rank when ranks disagree (fields, types, layouts, widths) or a band
@@ -101,8 +103,8 @@ class Halo {
 
   Halo(const Halo&) = delete;
   Halo& operator=(const Halo&) = delete;
-  Halo(Halo&&) noexcept = default;
-  Halo& operator=(Halo&&) noexcept = default;
+  Halo(Halo&&) noexcept = default;             ///< Takes over the plan; the moved-from Halo throws on use.
+  Halo& operator=(Halo&&) noexcept = default;  ///< Takes over the plan; the moved-from Halo throws on use.
 
   /// Exchanges the ghost layers of \p views (same types and order as at
   /// construction); blocks until they are filled. A shape not seen before
@@ -138,8 +140,11 @@ class Halo {
     return HaloExchange<Exec, MemSpace>(engine_, exec);
   }
 
+  /// The counters accumulated over this plan's exchanges (docs/halo.md §5).
   const HaloStats& stats() const { return engine("stats").stats(); }
+  /// Sets every counter of stats() back to zero.
   void reset_stats() { engine("reset_stats").stats() = HaloStats{}; }
+  /// The decomposition the plan was built for.
   const Decomposition& decomposition() const { return engine("decomposition").decomposition(); }
   /// True when buffers go through host memory because MPI cannot read MemSpace.
   bool staged() const { return engine("staged").staged(); }

@@ -27,8 +27,8 @@ namespace khalo {
 template <class View, class Exec = typename View::execution_space>
 class HaloRows {
  public:
-  using value_type = typename View::non_const_value_type;
-  using memory_space = typename View::memory_space;
+  using value_type = typename View::non_const_value_type;  ///< the band's element type
+  using memory_space = typename View::memory_space;        ///< where the band and the row buffers live
   /// Row buffers: dense, in the band's stride order.
   using buffer_type = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutStride, memory_space>;
 
@@ -196,6 +196,7 @@ class HaloRows {
     exec.fence();
   }
 
+  /// The counters accumulated over this object's exchanges (docs/halo.md §5).
   const HaloStats& stats() const noexcept { return stats_; }
 
  private:

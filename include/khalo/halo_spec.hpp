@@ -19,6 +19,7 @@ enum class Boundary {
   none,       ///< left untouched
 };
 
+/// The policy's name, as in the enum ("zero", "replicate", ...).
 inline std::string to_string(Boundary b) {
   switch (b) {
     case Boundary::zero: return "zero";
@@ -32,21 +33,24 @@ inline std::string to_string(Boundary b) {
 
 /// Ghost layers of one dimension.
 struct DimHalo {
-  int low = 1;   ///< layers before the owned range
-  int high = 1;  ///< layers after the owned range
-  Boundary boundary = Boundary::zero;
+  int low = 1;                         ///< layers before the owned range
+  int high = 1;                        ///< layers after the owned range
+  Boundary boundary = Boundary::zero;  ///< what fills the layers of a side without a neighbour
 };
 
 /// Ghost layers of every split dimension: a default for all, and overrides per
 /// array dimension.
 class HaloSpec {
  public:
+  /// \p width ghost layers on both sides of every split dimension, \p boundary where a side has
+  /// no neighbour.
   explicit HaloSpec(int width = 1, Boundary boundary = Boundary::zero) : default_{width, width, boundary} {}
   /// Sets dimension \p dim's widths and boundary policy.
   HaloSpec& set(int dim, int low, int high, Boundary boundary = Boundary::zero) {
     dims_[dim] = DimHalo{low, high, boundary};
     return *this;
   }
+  /// The widths and boundary policy of array dimension \p dim (the default unless set()).
   DimHalo of(int dim) const {
     const auto it = dims_.find(dim);
     return it == dims_.end() ? default_ : it->second;

@@ -33,7 +33,10 @@ enum class FailurePolicy {
 /// stderr which node-local rank and GPU it has.
 class Runtime {
  public:
+  /// Initialises MPI (unless initialised) and Kokkos (unless initialised; \p argc and \p argv
+  /// carry Kokkos' options), and applies \p policy. Collective over MPI_COMM_WORLD.
   explicit Runtime(int& argc, char**& argv, FailurePolicy policy = FailurePolicy::abort_job);
+  /// Finalizes Kokkos, then MPI, where this object initialised them.
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -53,9 +56,12 @@ class Runtime {
   /// on stderr, then MPI_Abort(MPI_COMM_WORLD, 2). Usable with either policy.
   [[noreturn]] static void abort_job(const std::string& what) noexcept;
 
+  /// The policy chosen at construction.
   FailurePolicy policy() const noexcept { return policy_; }
 
+  /// This process's rank in MPI_COMM_WORLD.
   int world_rank() const noexcept { return world_rank_; }
+  /// The number of ranks in MPI_COMM_WORLD.
   int world_size() const noexcept { return world_size_; }
   /// Rank among the processes on this node (see node_local_rank()).
   int local_rank() const noexcept { return local_rank_; }

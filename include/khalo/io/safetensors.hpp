@@ -19,11 +19,13 @@
 
 namespace khalo::io {
 
+/// A safetensors checkpoint (docs/weights.md §2), memory-mapped on every rank of a communicator.
 class SafetensorsFile final : public TensorSource {
  public:
   /// Collective over \p comm: every rank maps and checks the file, and a
   /// problem on any rank throws khalo::io::Error on all of them.
   SafetensorsFile(MPI_Comm comm, const std::string& path);
+  /// Unmaps the file.
   ~SafetensorsFile() override;
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

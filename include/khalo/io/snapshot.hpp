@@ -28,10 +28,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class DType { float32, float64 };
+/// The element types of snapshot datasets.
+enum class DType { float32 /**< IEEE binary32 (float) */, float64 /**< IEEE binary64 (double) */ };
 
+/// "float32" or "float64".
 inline std::string to_string(DType t) { return t == DType::float32 ? "float32" : "float64"; }
 
+/// The DType of C++ type \p T (float or double; anything else does not compile).
 template <class T>
 constexpr DType dtype_of() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "khalo::io: float or double data only");
@@ -40,25 +43,26 @@ constexpr DType dtype_of() {
 
 /// What a dataset holds, from its shape, type and attributes.
 struct DatasetInfo {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  DType dtype = DType::float32;
-  std::string memory_format;  ///< the writer's, "" when absent (a file khalo did not write)
-  std::int64_t ranks = 0;     ///< the writer's rank count, 0 when absent
-  std::optional<std::int64_t> step;
+  std::string name;                  ///< the dataset's path ("/data")
+  std::vector<std::int64_t> shape;   ///< its global logical shape, C order
+  DType dtype = DType::float32;      ///< its element type
+  std::string memory_format;         ///< the writer's, "" when absent (a file khalo did not write)
+  std::int64_t ranks = 0;            ///< the writer's rank count, 0 when absent
+  std::optional<std::int64_t> step;  ///< the `step` attribute, when present
 };
 
 /// A block of a dataset in global logical coordinates.
 struct Hyperslab {
-  std::vector<std::int64_t> offset;
-  std::vector<std::int64_t> count;
+  std::vector<std::int64_t> offset;  ///< the block's first index, per dimension
+  std::vector<std::int64_t> count;   ///< the block's extents
 };
 
 /// "file.h5:/group/name" -> {"file.h5", "/group/name"}; no ":" -> the default dataset.
 struct PathSpec {
-  std::string file;
-  std::string dataset;
+  std::string file;     ///< the file's path
+  std::string dataset;  ///< the dataset's path inside it
 };
+/// Splits \p spec at its last ':' into file and dataset (\p default_dataset when there is no ':').
 PathSpec parse_path_spec(const std::string& spec, const std::string& default_dataset = "/data");
 
 /// Writes datasets into one snapshot file; collective over its communicator.
@@ -79,7 +83,9 @@ PathSpec parse_path_spec(const std::string& spec, const std::string& default_dat
 /// exception is a collective call, like its constructor.
 class SnapshotWriter {
  public:
+  /// Opens a temporary file beside \p path for writing; collective over \p comm.
   SnapshotWriter(MPI_Comm comm, const std::string& path);
+  /// Without commit(): removes the temporary (see the failure contract above).
   ~SnapshotWriter();
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
@@ -112,6 +118,7 @@ class SnapshotWriter {
   /// Closes the temporary file; every rank syncs its writes to disk (MPI_File_sync); then rank 0 renames
   /// it over the target and syncs the directory. Collective.
   void commit();
+  /// The target path given at construction.
   const std::string& path() const noexcept;
 
  private:
@@ -141,6 +148,7 @@ class SnapshotWriter {
     Kokkos::deep_copy(host, flat);
     return out;
   }
+  /// A LayoutRight with extents \p e.
   static Kokkos::LayoutRight khalo_layout_right(const std::vector<std::int64_t>& e) {
     Kokkos::LayoutRight l;
     for (std::size_t d = 0; d < e.size(); ++d) l.dimension[d] = static_cast<std::size_t>(e[d]);
@@ -162,13 +170,17 @@ class SnapshotWriter {
 /// on its own, so destroying a reader is never a collective.
 class SnapshotReader {
  public:
+  /// Opens \p path for reading (after the probe above); collective over \p comm. Throws
+  /// khalo::io::Error on every rank for a missing or damaged file.
   SnapshotReader(MPI_Comm comm, const std::string& path);
+  /// Closes the file; not collective.
   ~SnapshotReader();
   SnapshotReader(const SnapshotReader&) = delete;
   SnapshotReader& operator=(const SnapshotReader&) = delete;
 
   /// Every dataset in the file ("/a", "/g/b"), in creation order where the file tracks it, else by name.
   std::vector<std::string> datasets() const;
+  /// True when the file has a dataset \p name.
   bool has(const std::string& name) const;
   /// Throws khalo::io::Error naming the dataset when it is missing, not float32/float64, or claims more
   /// elements than the job's memory could hold.
@@ -203,6 +215,7 @@ class SnapshotReader {
   void read_raw(const std::string& name, const std::vector<std::int64_t>& global_shape, const Hyperslab& mine,
                 void* host_c_order, DType dtype, const std::string& local_error = {}) const;
 
+  /// The file's path.
   const std::string& path() const noexcept;
 
  private:

@@ -13,8 +13,10 @@
 
 namespace khalo::io {
 
+/// The interface every weights reader implements: named float tensors, read whole.
 class TensorSource {
  public:
+  /// Closes what the reader holds.
   virtual ~TensorSource() = default;
 
   /// Every key, in the file's order.
@@ -34,17 +36,17 @@ class TensorSource {
   virtual std::string prefix() const { return {}; }
 
  protected:
-  TensorSource() = default;
-  TensorSource(const TensorSource&) = default;
-  TensorSource& operator=(const TensorSource&) = default;
+  TensorSource() = default;                                ///< Only as a base.
+  TensorSource(const TensorSource&) = default;             ///< For implementations that can be copied.
+  TensorSource& operator=(const TensorSource&) = default;  ///< For implementations that can be copied.
 };
 
 /// The tensors of \p source whose keys start with \p prefix, under their keys
 /// without it (e.g. one up-block, `decoder.up_blocks.1.`, of a whole checkpoint).
 class PrefixedSource final : public TensorSource {
  public:
-  /// \p source is shared: several prefixes of one file (the layers of a model) read
-  /// through one open file.
+  /// Shares \p source (several prefixes of one file, the layers of a model, read through one
+  /// open file); its keys are those of \p source that start with \p prefix, without it.
   PrefixedSource(std::shared_ptr<const TensorSource> source, std::string prefix);
   const std::vector<std::string>& keys() const noexcept override { return keys_; }
   bool has(const std::string& key) const override { return source_->has(prefix_ + key); }

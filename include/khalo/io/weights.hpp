@@ -15,6 +15,7 @@
 
 namespace khalo::io {
 
+/// An HDF5 weights file of one stage (docs/weights.md §1), opened on every rank of a communicator.
 class WeightsFile final : public TensorSource {
  public:
   /// Collective. \p prefix (e.g. "decoder.up_blocks.1.") is put before every key.
