@@ -151,19 +151,8 @@ namespace detail {
 /// x = x / (1 / std_c) + mean_c over frames [0, T) of this band (diffusers' pipelines).
 void unnormalize_latents(const Strided5& x, const Kokkos::View<float*, LayerMem>& inv_std,
                          const Kokkos::View<float*, LayerMem>& mean, int N, int C, int T, int H, int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * C * T * H * W;
-  Kokkos::parallel_for(
-      "khalo::nn::unnormalize_latents", Kokkos::RangePolicy<LayerExec>(LayerExec(), 0, items),
-      KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % T);
-        r /= T;
-        const int c = static_cast<int>(r % C);
-        const int n = static_cast<int>(r / C);
+  for_each_index(
+      "khalo::nn::unnormalize_latents", LayerExec(), N, C, T, H, W, KOKKOS_LAMBDA(int n, int c, int t, int h, int w) {
         float& v = x(n, c, t, h, w);
         v = v / inv_std(c) + mean(c);
       });
@@ -171,18 +160,8 @@ void unnormalize_latents(const Strided5& x, const Kokkos::View<float*, LayerMem>
 
 /// Clamps frames [first, first + T) of this band to [-1, 1].
 void clamp_frames(const Strided5& y, int first, int N, int C, int T, int H, int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * C * T * H * W;
-  Kokkos::parallel_for(
-      "khalo::nn::clamp", Kokkos::RangePolicy<LayerExec>(LayerExec(), 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % T);
-        r /= T;
-        const int c = static_cast<int>(r % C);
-        const int n = static_cast<int>(r / C);
+  for_each_index(
+      "khalo::nn::clamp", LayerExec(), N, C, T, H, W, KOKKOS_LAMBDA(int n, int c, int t, int h, int w) {
         float& v = y(n, c, first + t, h, w);
         v = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
       });

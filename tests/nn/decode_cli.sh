@@ -10,26 +10,8 @@ mpiexec=(${KHALO_MPIEXEC:-mpirun})
 golden=$(dirname "$0")/../reference/golden
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-failures=0
-check() {  # check WANT_RC PATTERN -- command...
-  local want=$1 pattern=$2
-  shift 3
-  local out rc
-  out=$("$@" 2>&1 </dev/null)
-  rc=$?
-  if [[ $rc -ne $want ]] || ! grep -q -- "$pattern" <<<"$out"; then
-    echo "FAIL: $* -> exit $rc (want $want, output should contain '$pattern')"
-    echo "$out" | tail -20 | sed 's/^/    /'
-    failures=$((failures + 1))
-  else
-    echo "ok:   ${*: -6} -> $rc"
-  fi
-}
-run() {  # run NP args...
-  local np=$1
-  shift
-  "${mpiexec[@]}" -np "$np" "$decode" "$@"
-}
+# shellcheck source=tests/nn/cli_checks.sh
+source "$(dirname "$0")/cli_checks.sh"
 
 cfg=up3d_chunks3
 for layout in contiguous channels_last_3d; do

@@ -45,6 +45,25 @@ struct Strided5 {
   }
 };
 
+/// Calls f(n, c, t, h, w) (a KOKKOS_LAMBDA) for every index of an N x C x T x H x W region,
+/// in parallel on \p exec: one decode of the flat index per element, w fastest.
+template <class Exec, class F>
+void for_each_index(const std::string& label, const Exec& exec, int N, int C, int T, int H, int W, const F& f) {
+  const std::int64_t items = static_cast<std::int64_t>(N) * C * T * H * W;
+  Kokkos::parallel_for(
+      label, Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
+        std::int64_t r = i;
+        const int w = static_cast<int>(r % W);
+        r /= W;
+        const int h = static_cast<int>(r % H);
+        r /= H;
+        const int t = static_cast<int>(r % T);
+        r /= T;
+        const int c = static_cast<int>(r % C);
+        f(static_cast<int>(r / C), c, t, h, w);
+      });
+}
+
 template <class View>
 Strided5 strided(const View& v) {
   static_assert(static_cast<int>(View::rank) == 5, "khalo::nn::strided: rank-5 tensors only");
