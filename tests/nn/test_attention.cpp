@@ -2,15 +2,20 @@
 // computed here from the global input, in both memory formats; bit for bit the same on any
 // number of ranks; in place as out of place; errors thrown on every rank.
 #include <khalo/error.hpp>
+#include <khalo/io/safetensors.hpp>
+#include <khalo/io/snapshot.hpp>
 #include <khalo/nn/layers/attention.hpp>
+#include <temp_dir.hpp>
 #include <test_views.hpp>
 
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -237,6 +242,70 @@ TEST(AttentionWeightsTest, ExpectedKeysAreDiffusersNames) {
   EXPECT_EQ(keys[1].first, "to_qkv.weight");
   EXPECT_EQ(keys[1].second, (Shape{1152, 384, 1, 1}));
   EXPECT_EQ(keys[3].first, "proj.weight");
+}
+
+// A safetensors file of the block's tensors under diffusers' full names, written on rank 0;
+// \p skip leaves one key out, \p qkv_shape overrides to_qkv.weight's stored shape.
+void write_checkpoint(const std::string& path, const AttentionWeights& w, const std::string& skip = {},
+                      Shape qkv_shape = {}) {
+  if (world_rank() == 0) {
+    const std::string prefix = "decoder.mid_block.attentions.0.";
+    const std::vector<const std::vector<float>*> values = {&w.gamma, &w.qkv_weight, &w.qkv_bias, &w.proj_weight,
+                                                           &w.proj_bias};
+    nlohmann::json header = nlohmann::json::object();
+    std::vector<char> data;
+    const auto keys = AttentionWeights::expected_keys(w.channels);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i].first == skip) continue;
+      const auto& v = *values[i];
+      const auto shape = keys[i].first == "to_qkv.weight" && !qkv_shape.empty() ? qkv_shape : keys[i].second;
+      header[prefix + keys[i].first] = {
+          {"dtype", "F32"}, {"shape", shape}, {"data_offsets", {data.size(), data.size() + v.size() * 4}}};
+      const auto* bytes = reinterpret_cast<const char*>(v.data());
+      data.insert(data.end(), bytes, bytes + v.size() * 4);
+    }
+    const std::string text = header.dump();
+    const std::uint64_t n = text.size();
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+    out << text;
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(AttentionWeightsTest, LoadsDiffusersKeysFromSafetensors) {
+  khalo::test::SharedTempDir dir;
+  const auto path = dir.file("mid.safetensors");
+  const auto w = AttentionWeights::random(6, 3);
+  write_checkpoint(path, w);
+  khalo::io::SafetensorsFile file(MPI_COMM_WORLD, path);
+  const auto got = AttentionWeights::load(file, "decoder.mid_block.attentions.0.");
+  EXPECT_EQ(got.channels, 6);
+  EXPECT_EQ(got.gamma, w.gamma);
+  EXPECT_EQ(got.qkv_weight, w.qkv_weight);
+  EXPECT_EQ(got.qkv_bias, w.qkv_bias);
+  EXPECT_EQ(got.proj_weight, w.proj_weight);
+  EXPECT_EQ(got.proj_bias, w.proj_bias);
+}
+
+TEST(AttentionWeightsTest, NamesTheMissingOrMisshapedKey) {
+  khalo::test::SharedTempDir dir;
+  const auto w = AttentionWeights::random(6, 3);
+  auto message_of = [&](const std::string& name, const std::string& skip, const Shape& qkv_shape) {
+    const auto path = dir.file(name);
+    write_checkpoint(path, w, skip, qkv_shape);
+    khalo::io::SafetensorsFile file(MPI_COMM_WORLD, path);
+    try {
+      AttentionWeights::load(file, "decoder.mid_block.attentions.0.");
+    } catch (const khalo::io::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  EXPECT_NE(message_of("a.safetensors", "proj.bias", {}).find("proj.bias"), std::string::npos);
+  EXPECT_NE(message_of("b.safetensors", "to_qkv.weight", {}).find("to_qkv.weight"), std::string::npos);
+  EXPECT_NE(message_of("c.safetensors", {}, {6, 18, 1, 1}).find("to_qkv.weight"), std::string::npos);
 }
 
 }  // namespace
