@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The decoder mid block's spatial self-attention (docs/decoder.md §5, §6), distributed over
+/// The decoder mid block's spatial self-attention (docs/decoder.md §6), distributed over
 /// ranks by bands of rows: RMS norm over channels, a 1x1 `to_qkv` projection, single-head
 /// softmax attention over the H x W positions of each frame, a 1x1 `proj` projection, plus the
 /// input. Every rank gathers every rank's keys and values and walks them in global position
