@@ -234,6 +234,18 @@ TEST(AttentionErrors, TooManyFramesThrowsOnEveryRank) {
   EXPECT_THROW(layer.run(khalo::nn::strided(x), khalo::nn::strided(x), 0), std::invalid_argument);
 }
 
+// out one row below x in the same tensor: a partial overlap, refused on every rank.
+TEST(AttentionErrors, PartialOverlapThrowsOnEveryRank) {
+  const Shape shape{1, 12, 1, 4 * world_size(), 5};
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, shape);
+  SpatialAttention layer(dec, AttentionWeights::random(12, 1), 1);
+  auto local = dec.local_extents();
+  local[3] += 1;
+  auto x = khalo::nn::make_activation("x", local, MemoryFormat::contiguous);
+  const auto s = khalo::nn::strided(x);
+  EXPECT_THROW(layer.run(s, s.shifted(0, 0, 0, 1, 0), 1), std::invalid_argument);
+}
+
 TEST(AttentionWeightsTest, ExpectedKeysAreDiffusersNames) {
   const auto keys = AttentionWeights::expected_keys(384);
   ASSERT_EQ(keys.size(), 5u);

@@ -243,6 +243,14 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
     error = where + std::to_string(frames) + " frame(s); this layer takes 1.." + std::to_string(m.max_frames);
   } else if (m.P > 0 && (x.data == nullptr || out.data == nullptr)) {
     error = where + "null input or output";
+  } else if (m.P > 0) {
+    // out is x itself, or apart from it: the residual add reads x[i] and writes out[i] only.
+    const std::int64_t first[5] = {0, 0, 0, 0, 0}, extent[5] = {m.N, m.C, frames, m.rows, m.W};
+    bool same = x.data == out.data;
+    for (int d = 0; d < 5; ++d) same = same && x.stride[d] == out.stride[d];
+    if (!same && detail::address_range(x, first, extent).meets(detail::address_range(out, first, extent))) {
+      error = where + "out overlaps x without being x (same pointer and strides); give x itself or a separate tensor";
+    }
   }
   khalo::detail::throw_if_any(m.comm, error);
 

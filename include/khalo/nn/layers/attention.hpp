@@ -65,9 +65,10 @@ class SpatialAttention {
 
   /// Collective, blocking. \p x and \p out: this rank's band, extents (N, C, frames, rows, W)
   /// with rows = the band's rows, in any memory format, in the default execution space's
-  /// memory. out = x + attention(x). \p out may be \p x itself (computed in place) but must not
-  /// overlap it otherwise. Throws std::invalid_argument on every rank when frames is outside
-  /// [1, max_frames] on any rank.
+  /// memory. out = x + attention(x). \p out may be \p x itself (same pointer and strides:
+  /// computed in place); otherwise the address span of \p out must not meet that of \p x.
+  /// Throws std::invalid_argument on every rank when frames is outside [1, max_frames] or the
+  /// tensors overlap otherwise, on any rank.
   void run(Strided5 x, Strided5 out, int frames);
 
   const AttentionStats& stats() const;
