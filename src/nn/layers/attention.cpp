@@ -32,7 +32,7 @@ using Buffer = Kokkos::View<float*, Mem>;
 // block, its weighted sum over keys in global order.
 constexpr int kQueryBlock = 32;
 constexpr int kKeyBlock = 128;
-constexpr int kRows = 4;
+constexpr int kRows = 8;
 constexpr int kLanes = 32;
 static_assert(kQueryBlock % kRows == 0 && kKeyBlock % kLanes == 0, "tiles must divide blocks");
 
