@@ -234,6 +234,19 @@ TEST(AttentionErrors, TooManyFramesThrowsOnEveryRank) {
   EXPECT_THROW(layer.run(khalo::nn::strided(x), khalo::nn::strided(x), 0), std::invalid_argument);
 }
 
+// Keys and values of 1000 latent frames, 4.8e9 floats, do not fit MPI's int counts: refused
+// on every rank, naming the sizes, before anything is allocated.
+TEST(AttentionErrors, GatherPastIntMaxThrowsOnEveryRank) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 384, 1, 60, 104});
+  try {
+    SpatialAttention layer(dec, AttentionWeights::random(384, 1), 1000);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(khalo::is_collective(e));
+    EXPECT_NE(std::string(e.what()).find("4792320000 floats"), std::string::npos) << e.what();
+  }
+}
+
 // out one row below x in the same tensor: a partial overlap, refused on every rank.
 TEST(AttentionErrors, PartialOverlapThrowsOnEveryRank) {
   const Shape shape{1, 12, 1, 4 * world_size(), 5};
