@@ -32,7 +32,11 @@ using Buffer = Kokkos::View<float*, Mem>;
 // block, its weighted sum over keys in global order.
 constexpr int kQueryBlock = 32;
 constexpr int kKeyBlock = 128;
-constexpr int kRows = 4;
+#if defined(KOKKOS_ENABLE_CUDA)
+constexpr int kRows = 4;  // 8 rows take 255 registers and spill 1.1 KiB per thread on sm_90
+#else
+constexpr int kRows = 8;  // 16 of the 32 AVX-512 registers accumulate
+#endif
 constexpr int kLanes = 32;
 static_assert(kQueryBlock % kRows == 0 && kKeyBlock % kLanes == 0, "tiles must divide blocks");
 
@@ -114,15 +118,18 @@ struct SpatialAttention::Impl {
   Kokkos::View<float*, Mem> gamma;
   ConvWeights<Mem> qkv, proj;
   // Per frame f = n * frames + t (see run): positions p = h * W + w.
-  Buffer normed;                                          // (F, P, Cp): the normed input
-  Buffer q;                                               // (F, Pq, Cp): queries, later the output of proj
-  Buffer acc;                                             // (F, Pq, Cp): the attention output
-  Buffer send;                                            // k (F, P, C), then v (F, P, C)
-  Buffer recv;                                            // every rank's send buffer, in rank order
-  Buffer keys_t;                                          // (F, C, Gk): keys, transposed, in global position order
-  Buffer values;                                          // (F, G, Cp): values in global position order
-  Kokkos::View<int*, Mem> band_of_row;                    // (H): the rank band holding a global row
-  Kokkos::View<std::int64_t*, Mem> band_first, band_len;  // per band: first row, rows
+  Buffer normed;  // (F, P, Cp): the normed input
+  Buffer q;       // (F, Pq, Cp): queries, later the output of proj
+  Buffer acc;     // (F, Pq, Cp): the attention output
+  Buffer send;    // k (F, P, C), then v (F, P, C)
+  Buffer recv;    // every rank's send buffer, in rank order
+  // Keys and values in global position order, in panels of kLanes that the register tiles
+  // stream through: keys (F, Gk / kLanes, C, kLanes), kLanes positions per panel, channel by
+  // channel; values (F, Cp / kLanes, G, kLanes), kLanes channels per panel, position by position.
+  Buffer keys_t;
+  Buffer values;
+  Kokkos::View<int*, Mem> band_of_row;                           // (H): the rank band holding a global row
+  Kokkos::View<std::int64_t*, Mem> band_first, band_len;         // per band: first row, rows
   Kokkos::View<float*, Kokkos::HostSpace> send_host, recv_host;  // staging when MPI cannot read device memory
   bool stage = false;
   AttentionStats stats;
@@ -240,6 +247,14 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
     error = where + std::to_string(frames) + " frame(s); this layer takes 1.." + std::to_string(m.max_frames);
   } else if (m.P > 0 && (x.data == nullptr || out.data == nullptr)) {
     error = where + "null input or output";
+  } else if (m.P > 0) {
+    // out is x itself, or apart from it: the residual add reads x[i] and writes out[i] only.
+    const std::int64_t first[5] = {0, 0, 0, 0, 0}, extent[5] = {m.N, m.C, frames, m.rows, m.W};
+    bool same = x.data == out.data;
+    for (int d = 0; d < 5; ++d) same = same && x.stride[d] == out.stride[d];
+    if (!same && detail::address_range(x, first, extent).meets(detail::address_range(out, first, extent))) {
+      error = where + "out overlaps x without being x (same pointer and strides); give x itself or a separate tensor";
+    }
   }
   khalo::detail::throw_if_any(m.comm, error);
 
@@ -305,7 +320,7 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
   }
   const double gather_seconds = MPI_Wtime() - t_gather;
 
-  // 3. keys transposed to (F, C, Gk) and values to (F, G, Cp), both in global position order.
+  // 3. keys and values into their panels, in global position order.
   {
     const float* recv = m.recv.data();
     float* keys_t = m.keys_t.data();
@@ -320,11 +335,11 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
           const std::int64_t first = band_first(band), band_positions = band_len(band) * Wl;
           const float* k = recv + 2 * F * C * Wl * first + (f * band_positions + pos - first * Wl) * C;
           const float* v = k + F * band_positions * C;
-          float* kt = keys_t + f * C * Gk + pos;
-          float* vv = values + (f * G + pos) * Cp;
+          float* kt = keys_t + f * C * Gk + (pos / kLanes) * C * kLanes + pos % kLanes;
+          float* vv = values + f * G * Cp + pos * kLanes;
           for (int c = 0; c < C; ++c) {
-            kt[c * Gk] = k[c];
-            vv[c] = v[c];
+            kt[c * kLanes] = k[c];
+            vv[(c / kLanes) * G * kLanes + c % kLanes] = v[c];
           }
         });
   }
@@ -362,7 +377,7 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
               for (int r0 = 0; r0 < live; r0 += kRows) {
                 float a[kRows][kLanes] = {};
                 for (int c = 0; c < C; ++c) {
-                  const float* k = kf + c * Gk + j0 + jt;
+                  const float* k = kf + ((j0 + jt) / kLanes * C + c) * kLanes;
                   for (int r = 0; r < kRows; ++r) {
                     const float qv = qb[(r0 + r) * Cp + c];
                     for (int l = 0; l < kLanes; ++l) a[r][l] += qv * k[l];
@@ -393,7 +408,7 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
                 for (int r = 0; r < kRows; ++r)
                   for (int l = 0; l < kLanes; ++l) a[r][l] = ab[(r0 + r) * Cp + c0 + l] * alpha[r0 + r];
                 for (int j = 0; j < kb; ++j) {
-                  const float* v = vf + (j0 + j) * Cp + c0;
+                  const float* v = vf + (c0 / kLanes * G + j0 + j) * kLanes;
                   for (int r = 0; r < kRows; ++r) {
                     const float p = s[r0 + r][j];
                     for (int l = 0; l < kLanes; ++l) a[r][l] += p * v[l];

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The decoder mid block's spatial self-attention (docs/decoder.md §5, §6), distributed over
+/// The decoder mid block's spatial self-attention (docs/decoder.md §6), distributed over
 /// ranks by bands of rows: RMS norm over channels, a 1x1 `to_qkv` projection, single-head
 /// softmax attention over the H x W positions of each frame, a 1x1 `proj` projection, plus the
 /// input. Every rank gathers every rank's keys and values and walks them in global position
@@ -65,9 +65,10 @@ class SpatialAttention {
 
   /// Collective, blocking. \p x and \p out: this rank's band, extents (N, C, frames, rows, W)
   /// with rows = the band's rows, in any memory format, in the default execution space's
-  /// memory. out = x + attention(x). \p out may be \p x itself (computed in place) but must not
-  /// overlap it otherwise. Throws std::invalid_argument on every rank when frames is outside
-  /// [1, max_frames] on any rank.
+  /// memory. out = x + attention(x). \p out may be \p x itself (same pointer and strides:
+  /// computed in place); otherwise the address span of \p out must not meet that of \p x.
+  /// Throws std::invalid_argument on every rank when frames is outside [1, max_frames] or the
+  /// tensors overlap otherwise, on any rank.
   void run(Strided5 x, Strided5 out, int frames);
 
   const AttentionStats& stats() const;
