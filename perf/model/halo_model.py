@@ -6,6 +6,7 @@ fabrics from their published figures (issue #17 part 4). Python 3 standard libra
   halo_model.py fit       [--pingpong F.jsonl] [--bench F.json ...]   -> fit.json
   halo_model.py validate  [--bench F.json ...]                        -> validation.json
   halo_model.py predict                                               -> predictions.json
+  halo_model.py layers        (the decoder's exchanges, layer by layer, per latent frame)
 
 Every time is seconds; every size bytes. What each number is (measured here / published /
 assumed) is said where it is defined and in README.md.
@@ -501,8 +502,22 @@ def predict(args):
                             "compute_s"]:
                         best = rec
                 res["decoder"].append(best)
+    # Cross-check with RESULTS.md's measured stage (2 ranks, global (1, 96, 4, 64, 64), 32 rows
+    # per rank, 6 exchanges): the model's exchange time on this machine's fitted link.
+    here = {}
+    for lay in ("channels_last_3d", "contiguous"):
+        t = 6 * exchange_time_smp(lay, 96, 4, 32, 64, 2, 2, link, copy)
+        here[lay] = t
+    res["stage_check_here"] = {"case": "2 ranks, (1, 96, 4, 64, 64) global, 6 exchanges", "model_halo_s": here,
+                               "measured_RESULTS_md": {"channels_last_3d": {"stage_ms": 341.5, "halo_ms": 1.5,
+                                                                            "share": 0.0044},
+                                                       "contiguous": {"stage_ms": 385.2, "halo_ms": 2.0,
+                                                                      "share": 0.0051}}}
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
+    print("cross-check, the stage on 2 ranks here: model exchange time for 6 exchanges: " +
+          ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in here.items()) +
+          " (RESULTS.md, measured on another CPU: 1.5 and 2.0 ms inside start + wait, waiting included)")
     print("stage (per-rank band (1, 96, 4, 60, 104), 6 exchanges):")
     print("| scenario | ranks | grid | halo ms | compute ms | halo share | exposed share (overlap) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -521,6 +536,31 @@ def predict(args):
               f'{x["rows_per_rank"]}x{x["cols_per_rank"]} | {x["halo_s"] * 1e3:.2f} | {x["allgather_s"] * 1e3:.2f} | '
               f'{x["compute_s"] * 1e3:.1f} | {x["halo_share"] * 100:.2f}% | {x["comm_share"] * 100:.2f}% | '
               f'{x["comm_share_overlapped"] * 100:.2f}% |')
+
+
+def layers_table(args):
+    """The enumeration: every layer of one latent frame, its exchange and message size."""
+    H, W = 60, 104
+    kern = {27: "3x3x3", 9: "3x3 (after nearest 2x)", 3: "(3,1,1)", 1: "1x1x1"}
+    print("| layer | kernel | Cin -> Cout | level rows x cols | frames (k = 0 / k > 0) | halo exchange | "
+          "row message per neighbour, k > 0, full width |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    n, b0, b1 = 0, 0, 0
+    for l in wan21_layers():
+        s = l["s"]
+        if l["kind"] == "attention":
+            print(f'| {l["name"]} | attention, Allgatherv of K and V | {l["cin"]} | {H}x{W} | 1 / 1 | - | '
+                  f'{2 * l["cin"] * H * W * F32 / 2 ** 20:.1f} MiB gathered in all |')
+            continue
+        b = l["cin"] * l["f"] * W * s * F32
+        if l["halo"]:
+            n += 1
+            b1 += b
+            b0 += l["cin"] * l["f0"] * W * s * F32
+        print(f'| {l["name"]} | {kern[l["taps"]]} | {l["cin"]} -> {l["cout"]} | {H * s}x{W * s} | {l["f0"]} / {l["f"]} '
+              f'| {"yes" if l["halo"] else "no"} | {f"{b / 1024:.0f} KiB" if l["halo"] else "-"} |')
+    print(f"\n{n} exchanges per latent frame; one neighbour's row messages add up to {b0 / 2 ** 20:.1f} MiB "
+          f"(latent frame 0) and {b1 / 2 ** 20:.1f} MiB (every later one)")
 
 
 def main():
@@ -544,8 +584,9 @@ def main():
     p.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     p.add_argument("--cpu-gflops", type=float, default=90.0)
     p.add_argument("--out", default=os.path.join(HERE, "predictions.json"))
+    sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
     a = ap.parse_args()
-    {"fit": fit, "validate": validate, "predict": predict}[a.cmd](a)
+    {"fit": fit, "validate": validate, "predict": predict, "layers": layers_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
