@@ -329,7 +329,7 @@ def attention_flops(C, tile_pixels, all_pixels):
 
 # Machines for the what-ifs. 'published' figures are NVIDIA's (README.md, Sources); the rest
 # are measured here (the 'smp' link and CPU copy are this machine's fit) or assumed.
-def scenarios(fit_link, fit_copy, cpu_gflops):
+def scenarios(fit_link, fit_copy, cpu_gflops, gpu_launch=5e-6):
     ib = Link("InfiniBand NDR (published 400 Gb/s; ~1 us assumed)", 1.0e-6, 50e9)
     nvl = Link("NVLink 4 (published 900 GB/s bidirectional; 2 us assumed)", 2.0e-6, 450e9)
     # assumed: a GPU pack / unpack / fill kernel at half of H200's published 4.8 TB/s HBM, the
@@ -341,11 +341,12 @@ def scenarios(fit_link, fit_copy, cpu_gflops):
                                    note=f"one core per rank at {cpu_gflops:g} GFLOP/s (measured here, RESULTS.md); "
                                         "8 ranks per node over shared memory (fitted here), nodes over one NDR "
                                         "port shared by the node's ranks"),
-        "gpu-50TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=50e12, per_node=8, nic_shared=False, launch=5e-6,
+        "gpu-50TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=50e12, per_node=8, nic_shared=False,
+                         launch=gpu_launch,
                          note="8 GPUs per node on NVLink 4, one NDR port per GPU (DGX/HGX H100 layout), "
                               "GPU-aware MPI, 50 TFLOP/s fp32 implicit GEMM (assumed)"),
         "gpu-200TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=200e12, per_node=8, nic_shared=False,
-                          launch=5e-6, note="as gpu-50TF at 200 TFLOP/s (tensor-core class, assumed)"),
+                          launch=gpu_launch, note="as gpu-50TF at 200 TFLOP/s (tensor-core class, assumed)"),
     }
 
 
@@ -445,7 +446,8 @@ def predict(args):
     layers = wan21_layers()
     res = {"fit": os.path.basename(args.fit), "cpu_gflops": args.cpu_gflops, "latent": [1, 16, T, H, W],
            "layers": layers, "scenarios": {}, "stage": [], "decoder": []}
-    ms = scenarios(link, copy, args.cpu_gflops)
+    ms = scenarios(link, copy, args.cpu_gflops, args.gpu_launch_us * 1e-6)
+    res["gpu_launch_s"] = args.gpu_launch_us * 1e-6
     for name, m in ms.items():
         res["scenarios"][name] = {"note": m["note"], "intra": vars(m["intra"]), "inter": vars(m["inter"]),
                                   "copy": vars(m["copy"]), "flops": m["flops"]}
@@ -577,12 +579,15 @@ def main():
     f.add_argument("--out", default=os.path.join(HERE, "fit.json"))
     v = sub.add_parser("validate", help="model against measured bench_halo runs")
     v.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
-    v.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f"halo_np{n}.json") for n in (2, 3, 4)])
+    v.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f"halo{q}_np{n}.json")
+                                                  for q in ("", "_quick") for n in (2, 3, 4)])
     v.add_argument("--cores", type=int, default=os.cpu_count())
     v.add_argument("--out", default=os.path.join(HERE, "validation.json"))
     p = sub.add_parser("predict", help="the Wan decoder stage and whole decoder at 8, 64, 512 ranks")
     p.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     p.add_argument("--cpu-gflops", type=float, default=90.0)
+    p.add_argument("--gpu-launch-us", type=float, default=5.0,
+                   help="assumed cost of one GPU pack / unpack / fill kernel launch")
     p.add_argument("--out", default=os.path.join(HERE, "predictions.json"))
     sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
     a = ap.parse_args()
