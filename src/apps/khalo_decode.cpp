@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
     if (whole && chunks > 0) misuse = "--chunks is for one up-block; the decoder goes latent frame by latent frame";
     if (!whole && (normalized || !frames_out.frames_dir.empty() || !frames_out.video_path.empty()))
       misuse = "--latents-normalized, --frames and --video need the whole decoder (weights with decoder.conv_in.*)";
-    if (!whole && output.empty()) misuse = "give --output";
-    if (!misuse.empty()) throw std::invalid_argument("khalo-decode: " + misuse);
+    if (misuse.empty() && !whole && output.empty()) misuse = "give --output";
+    if (!misuse.empty()) throw std::invalid_argument(misuse);
 
     std::optional<khalo::io::SnapshotWriter> dumper;
     if (!dump.empty()) dumper.emplace(MPI_COMM_WORLD, dump);

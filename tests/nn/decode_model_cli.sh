@@ -29,7 +29,7 @@ if [[ $count -ne 9 ]]; then
   echo "FAIL: $count PNG frames, want 9 (1 + 4 (3 - 1))"
   failures=$((failures + 1))
 fi
-check 0 "result: equal" -- run 2 --input "$golden/dec_z16_norm.input.h5" --weights "$golden/dec_z16_norm.safetensors" \
+check 0 "peak memory per rank" -- run 2 --input "$golden/dec_z16_norm.input.h5" --weights "$golden/dec_z16_norm.safetensors" \
   --latents-normalized --output "$dir/norm.h5" --quiet
 check 0 "result: equal" -- "$compare" "$dir/norm.h5" "$golden/dec_z16_norm.expected.h5" --rtol 1e-4 --atol 1e-4
 # Random whole models need no file; the decoder's options need the decoder.
