@@ -15,21 +15,16 @@
 
 namespace khalo::nn {
 
-/// out = silu(x / max(||x||_2, 1e-12) * sqrt(C) * gamma) over channels at every
-/// (n, t, h, w) of the region n < N, t < T, h < H, w < W (docs/decoder.md §1).
+/// out = x / max(||x||_2, 1e-12) * sqrt(C) * gamma over channels at every (n, t, h, w) of the
+/// region n < N, t < T, h < H, w < W (docs/decoder.md §1), then SiLU when \p silu (the residual
+/// blocks and norm_out; the attention block's norm has none).
 template <class Exec>
-void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * T * H * W;
+void rms_norm(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W,
+              bool silu = false) {
   const float scale = khalo::detail::sqrt(static_cast<float>(C));
-  Kokkos::parallel_for(
-      "khalo::nn::rms_norm_silu", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % T);
-        const int n = static_cast<int>(r / T);
+  for_each_index(
+      silu ? "khalo::nn::rms_norm_silu" : "khalo::nn::rms_norm", exec, N, 1, T, H, W,
+      KOKKOS_LAMBDA(int n, int, int t, int h, int w) {
         const float* x = in.data + in.offset(n, 0, t, h, w);
         float* y = out.data + out.offset(n, 0, t, h, w);
         float ss = 0.0f;
@@ -38,34 +33,15 @@ void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gam
         norm = norm > 1e-12f ? norm : 1e-12f;
         for (int c = 0; c < C; ++c) {
           const float v = x[c * in.stride[1]] / norm * scale * gamma[c];
-          y[c * out.stride[1]] = v / (1.0f + khalo::detail::exp(-v));
+          y[c * out.stride[1]] = silu ? v / (1.0f + khalo::detail::exp(-v)) : v;
         }
       });
 }
 
-/// out = x / max(||x||_2, 1e-12) * sqrt(C) * gamma over channels, without SiLU (the
-/// attention block's norm), at every (n, t, h, w) of the region n < N, t < T, h < H, w < W.
+/// rms_norm followed by SiLU.
 template <class Exec>
-void rms_norm(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W) {
-  const std::int64_t items = static_cast<std::int64_t>(N) * T * H * W;
-  const float scale = khalo::detail::sqrt(static_cast<float>(C));
-  Kokkos::parallel_for(
-      "khalo::nn::rms_norm", Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % T);
-        const int n = static_cast<int>(r / T);
-        const float* x = in.data + in.offset(n, 0, t, h, w);
-        float* y = out.data + out.offset(n, 0, t, h, w);
-        float ss = 0.0f;
-        for (int c = 0; c < C; ++c) ss += x[c * in.stride[1]] * x[c * in.stride[1]];
-        float norm = khalo::detail::sqrt(ss);
-        norm = norm > 1e-12f ? norm : 1e-12f;
-        for (int c = 0; c < C; ++c) y[c * out.stride[1]] = x[c * in.stride[1]] / norm * scale * gamma[c];
-      });
+void rms_norm_silu(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W) {
+  rms_norm(exec, in, out, gamma, N, C, T, H, W, true);
 }
 
 namespace detail {
