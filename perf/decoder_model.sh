@@ -14,8 +14,20 @@
 #                 after allocating every buffer in its constructor)
 #   also --khalo-decode BIN --kp-regions LIB (use these instead of building) and --results DIR
 #   KHALO_PERF_NICE=-15 perf/decoder_model.sh    (as root: ahead of other jobs on a shared machine)
+# With the kernel's autogroups (/proc/sys/kernel/sched_autogroup_enabled = 1), a process's nice
+# only ranks it within its session's group, and each session's group gets an equal share of the
+# CPUs: two ranks of one session then share what one would get. So with KHALO_PERF_NICE the
+# script runs in a session of its own (setsid) and gives that group the nice value.
 set -euo pipefail
+if [[ -n ${KHALO_PERF_NICE:-} && -z ${KHALO_PERF_AUTOGROUP:-} && -e /proc/self/autogroup ]] &&
+  command -v setsid >/dev/null; then
+  KHALO_PERF_AUTOGROUP=1 exec setsid --wait bash "$(realpath "${BASH_SOURCE[0]}")" "$@"
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ -n ${KHALO_PERF_AUTOGROUP:-} ]]; then
+  echo "$KHALO_PERF_NICE" 2>/dev/null >/proc/self/autogroup || echo "(could not set the autogroup's nice)"
+  echo "== scheduling group: $(cat /proc/self/autogroup)"
+fi
 quick=0 shape=1,16,2,30,52 base=96 seed=1 warmup=1 decode_bin="" kp="" results=""
 while [[ $# -gt 0 ]]; do
   case $1 in
