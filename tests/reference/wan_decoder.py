@@ -218,11 +218,12 @@ def unnormalize(z):
     return z / (1.0 / std) + mean
 
 
-def decode(z, params, latents_normalized=False, clamp=True):
-    """AutoencoderKLWan.decode in float64: frame by frame with the feature cache."""
-    params = {k: v.to(torch.float64) for k, v in decoder_keys(params).items()}
+def decode(z, params, latents_normalized=False, clamp=True, dtype=torch.float64):
+    """AutoencoderKLWan.decode in float64 (or dtype: perf/torch_decoder.py runs float32):
+    frame by frame with the feature cache. .to(dtype) keeps the tensors' memory format."""
+    params = {k: v.to(dtype) for k, v in decoder_keys(params).items()}
     arch = Arch(params)
-    z = z.to(torch.float64)
+    z = z.to(dtype)
     if z.shape[1] != arch.z_dim:
         raise ValueError("latent has %d channels, the model z_dim %d" % (z.shape[1], arch.z_dim))
     with torch.no_grad():
