@@ -176,7 +176,9 @@ int main(int argc, char** argv) {
 
     std::optional<khalo::io::SnapshotWriter> dumper;
     if (!dump.empty()) dumper.emplace(MPI_COMM_WORLD, dump);
-    double flops = 0.0;
+    // Per-layer times cost a fence and a reduction after every layer: only when someone looks.
+    const bool timed = !quiet || dumper.has_value();
+    double flops = 0.0;  // all ranks' when timed, else this rank's (summed at the end)
     auto on_layer = [&](const khalo::nn::LayerEvent& e) {
       flops += e.flops;
       if (root && !quiet) {
@@ -226,8 +228,9 @@ int main(int argc, char** argv) {
                                   std::make_pair(f.first_frame, f.first_frame + f.frames), Kokkos::ALL, Kokkos::ALL);
               sink->append(fresh, f.frames);
             }
+            if (quiet) return;  // the same on every rank: no reduction either
             const auto mem = max_min(peak_memory());
-            if (root && !quiet) {
+            if (root) {
               std::fprintf(stderr,
                            "khalo-decode: latent frame %d/%lld -> %d frame(s), %.2f s, peak memory per rank %.0f MiB"
                            " (smallest %.0f MiB)\n",
@@ -235,7 +238,7 @@ int main(int argc, char** argv) {
                            mem.first / 1048576.0, mem.second / 1048576.0);
             }
           },
-          on_layer);
+          on_layer, timed);
       seconds = MPI_Wtime() - t_decode;
       if (sink) sink->finish();
       const auto st = model.stats();
@@ -273,7 +276,7 @@ int main(int argc, char** argv) {
                      chunks > 0 ? ("chunks " + std::to_string(chunks)).c_str() : "whole clip");
       }
       const double t_decode = MPI_Wtime();
-      result = stage.run(band, chunks, on_layer);
+      result = stage.run(band, chunks, on_layer, timed);
       seconds = MPI_Wtime() - t_decode;
       halo_bytes = stage.halo_stats().bytes_sent;
     }
@@ -286,6 +289,10 @@ int main(int argc, char** argv) {
                                 {out_shape[0], out_shape[1], out_shape[2], rows.size(), out_shape[4]}};
       writer.write_raw(out_spec.dataset, out_shape, slab, host.data(), khalo::io::DType::float32, layout, std::nullopt);
       writer.commit();
+    }
+    if (!timed) {
+      double mine = flops;
+      KHALO_MPI_CHECK(MPI_Allreduce(&mine, &flops, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     }
     long long halo_total = 0, gathered_total = 0;
     KHALO_MPI_CHECK(MPI_Allreduce(&halo_bytes, &halo_total, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));

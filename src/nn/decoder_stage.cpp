@@ -93,7 +93,7 @@ Range DecoderStage::output_rows() const {
 HaloStats DecoderStage::halo_stats() const { return impl_->block.halo_stats(); }
 
 Activation<> DecoderStage::run(const Activation<>& input, int chunks,
-                               const std::function<void(const LayerEvent&)>& on_layer) {
+                               const std::function<void(const LayerEvent&)>& on_layer, bool time_layers) {
   auto& m = *impl_;
   const std::string where = "khalo::nn::DecoderStage::run: ";
   std::string error;
@@ -108,7 +108,7 @@ Activation<> DecoderStage::run(const Activation<>& input, int chunks,
   const auto shape = output_shape(chunks);
   const RowBands out_bands = m.block.output_bands();
   Activation<> output = out_bands.allocate("stage.out", shape[1], shape[2]);
-  LayerLog log(m.bands.comm(), on_layer);
+  LayerLog log(m.bands.comm(), on_layer, time_layers);
   m.block.reset();  // fresh state: every cache starts empty (zeros in front)
   int in_frame = 0, out_frame = 0;
   for (std::size_t k = 0; k < sizes.size(); ++k) {

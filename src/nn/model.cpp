@@ -259,7 +259,7 @@ DecoderStats Decoder::stats() const {
 
 Activation<> Decoder::run(const Activation<>& latent, bool normalized,
                           const std::function<void(const DecodedFrames&)>& on_frames,
-                          const std::function<void(const LayerEvent&)>& on_layer) {
+                          const std::function<void(const LayerEvent&)>& on_layer, bool time_layers) {
   auto& m = *impl_;
   const std::string where = "khalo::nn::Decoder::run: ";
   std::string error;
@@ -271,7 +271,7 @@ Activation<> Decoder::run(const Activation<>& latent, bool normalized,
   }
   khalo::detail::throw_if_any(m.bands.comm(), error);
 
-  const LayerLog log(m.bands.comm(), on_layer);
+  const LayerLog log(m.bands.comm(), on_layer, time_layers);
   const int N = static_cast<int>(m.bands.batch()), rows = static_cast<int>(m.bands.rows());
   const int W = static_cast<int>(m.bands.width()), Z = m.cfg.z_dim, mid = m.cfg.mid_dim;
   const auto shape = output_shape();

@@ -58,8 +58,10 @@ class DecoderStage {
 
   /// Decodes this rank's band of \p input (extents: the input decomposition's
   /// local extents) in \p chunks consecutive chunks (0: the whole clip at once)
-  /// and returns this rank's band of the output. Collective.
-  Activation<> run(const Activation<>& input, int chunks, const std::function<void(const LayerEvent&)>& on_layer = {});
+  /// and returns this rank's band of the output. \p on_layer sees every layer, timed when
+  /// \p time_layers (LayerLog). Collective.
+  Activation<> run(const Activation<>& input, int chunks, const std::function<void(const LayerEvent&)>& on_layer = {},
+                   bool time_layers = true);
 
   /// Halo traffic of all exchanges so far (sum over this rank's plans).
   HaloStats halo_stats() const;

@@ -95,10 +95,11 @@ class Decoder {
   /// Decodes this rank's band of \p latent latent frame by latent frame and returns this
   /// rank's band of the whole output, clamped to [-1, 1]. With \p normalized the latent is
   /// first mapped to `latent * std + mean` (z_dim 16 only). \p on_frames sees the new
-  /// output frames after each latent frame; \p on_layer every layer. Collective.
+  /// output frames after each latent frame; \p on_layer every layer, timed (a fence and a
+  /// reduction after each) when \p time_layers (LayerLog). Collective.
   Activation<> run(const Activation<>& latent, bool normalized = false,
                    const std::function<void(const DecodedFrames&)>& on_frames = {},
-                   const std::function<void(const LayerEvent&)>& on_layer = {});
+                   const std::function<void(const LayerEvent&)>& on_layer = {}, bool time_layers = true);
 
   /// Traffic and time of every call so far.
   DecoderStats stats() const;

@@ -57,15 +57,18 @@ Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::in
   return dec;
 }
 
-double LayerLog::start() const { return active() ? MPI_Wtime() : 0.0; }
+double LayerLog::start() const { return active() && state_->timed ? MPI_Wtime() : 0.0; }
 
 void LayerLog::report(const std::string& name, double t0, double flops, const Activation<>* output,
                       const RowBands& bands, int frames, int row_offset, const std::string& kernel) const {
   if (!active()) return;
-  LayerExec().fence();
-  double dt = MPI_Wtime() - t0, slowest = 0, total = 0;
-  KHALO_MPI_CHECK(MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, state_->comm));
-  KHALO_MPI_CHECK(MPI_Allreduce(&flops, &total, 1, MPI_DOUBLE, MPI_SUM, state_->comm));
+  double slowest = 0, total = flops;
+  if (state_->timed) {
+    LayerExec().fence();
+    const double dt = MPI_Wtime() - t0;
+    KHALO_MPI_CHECK(MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, state_->comm));
+    KHALO_MPI_CHECK(MPI_Allreduce(&flops, &total, 1, MPI_DOUBLE, MPI_SUM, state_->comm));
+  }
   state_->on_layer(LayerEvent{prefix_ + name, state_->chunk, slowest, total, output, frames, row_offset, kernel,
                               bands.first_row(), bands.rows(), bands.height()});
 }

@@ -63,8 +63,8 @@ Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::in
 struct LayerEvent {
   std::string name;  ///< e.g. "resnets.0.conv1"
   int chunk = 0;
-  double seconds = 0.0;                  ///< max over ranks
-  double flops = 0.0;                    ///< all ranks together
+  double seconds = 0.0;                  ///< max over ranks (0 when the log is not timed)
+  double flops = 0.0;                    ///< all ranks together (this rank's when the log is not timed)
   const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
   int output_frames = 0;                 ///< frames of this chunk in *output (the leading ones)
   int output_row_offset = 0;             ///< rows of *output before the band's first owned row (ghost rows)
@@ -79,8 +79,11 @@ struct LayerEvent {
 class LayerLog {
  public:
   LayerLog() : state_(std::make_shared<State>()) {}
-  LayerLog(MPI_Comm comm, std::function<void(const LayerEvent&)> on_layer)
-      : state_(std::make_shared<State>(State{comm, std::move(on_layer), 0})) {}
+  /// With \p timed, each report fences and reduces over the ranks of \p comm (seconds: the
+  /// slowest rank's; flops: all ranks'). Without, it only passes the event on (seconds 0,
+  /// flops this rank's): a run nobody times is not synchronized after every layer.
+  LayerLog(MPI_Comm comm, std::function<void(const LayerEvent&)> on_layer, bool timed = true)
+      : state_(std::make_shared<State>(State{comm, std::move(on_layer), 0, timed})) {}
   /// The same log for the layers under \p prefix (their names are prefixed).
   LayerLog under(const std::string& prefix) const {
     LayerLog l = *this;
@@ -100,6 +103,7 @@ class LayerLog {
     MPI_Comm comm = MPI_COMM_NULL;
     std::function<void(const LayerEvent&)> on_layer;
     int chunk = 0;
+    bool timed = true;
   };
   std::shared_ptr<State> state_;
   std::string prefix_;
