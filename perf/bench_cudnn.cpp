@@ -27,9 +27,9 @@
 
 #include "bench_common.hpp"
 
-#include <Kokkos_Core.hpp>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <Kokkos_Core.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -41,6 +41,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -132,8 +133,8 @@ struct CudnnConv {
   }
   void run(const float* in, const float* weight, float* out) const {
     const float one = 1.0f, zero = 0.0f;
-    check(cudnnConvolutionForward(handle, &one, x, in, f, weight, conv, algo, workspace.data(), workspace.size(),
-                                  &zero, y, out),
+    check(cudnnConvolutionForward(handle, &one, x, in, f, weight, conv, algo, workspace.data(), workspace.size(), &zero,
+                                  y, out),
           "cudnnConvolutionForward");
   }
 };
@@ -232,7 +233,8 @@ Json run(cudnnHandle_t handle, const Exec& exec, khalo::MemoryFormat format, con
         fw[dst] = w[src];
       }
   Kokkos::View<float*, Mem> cudnn_w("bench_cudnn::filter", fw.size());
-  Kokkos::deep_copy(cudnn_w, Kokkos::View<const float*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(fw.data(), fw.size()));
+  Kokkos::deep_copy(cudnn_w,
+                    Kokkos::View<const float*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(fw.data(), fw.size()));
 
   // The input carries kt - 1 leading frames and, for kh = 3, a ghost row above and below.
   const int ghost = cv.kh / 2, up = cv.up ? 2 : 1;
@@ -257,8 +259,9 @@ Json run(cudnnHandle_t handle, const Exec& exec, khalo::MemoryFormat format, con
   l.out_width = up * W;
   l.cout_count = K;
   std::string kernel;
-  const double khalo_s =
-      median_seconds(exec, reps, [&] { kernel = khalo::nn::conv(exec, l, weights, cv.up, khalo::nn::ConvAlgorithm::automatic).name(); });
+  const double khalo_s = median_seconds(exec, reps, [&] {
+    kernel = khalo::nn::conv(exec, l, weights, cv.up, khalo::nn::ConvAlgorithm::automatic).name();
+  });
 
   // cuDNN's input: the input itself, or for the upsampler its nearest-2x image of every row the
   // fused kernel reads: upsampled rows -1 .. 2H (global), i.e. 2H + 2 rows from the ghosted
@@ -295,7 +298,16 @@ Json run(cudnnHandle_t handle, const Exec& exec, khalo::MemoryFormat format, con
   for (const auto math : {CUDNN_FMA_MATH, CUDNN_DEFAULT_MATH}) {
     const bool fma = math == CUDNN_FMA_MATH;
     const std::string key = fma ? "cudnn" : "cudnn_default_math";
-    const CudnnConv cd(handle, dims_of(x), strides_of(x), ydim, strides_of(out), fdim, last, pad, math);
+    // A layout or shape cuDNN refuses is recorded, not fatal: the other convs still run.
+    std::unique_ptr<CudnnConv> made;
+    try {
+      made =
+          std::make_unique<CudnnConv>(handle, dims_of(x), strides_of(x), ydim, strides_of(out), fdim, last, pad, math);
+    } catch (const std::runtime_error& e) {
+      j[key + "_algo"] = std::string("error: ") + e.what();
+      continue;
+    }
+    const CudnnConv& cd = *made;
     if (!cd.supported) {
       j[key + "_algo"] = "unsupported";
       continue;
@@ -314,7 +326,9 @@ Json run(cudnnHandle_t handle, const Exec& exec, khalo::MemoryFormat format, con
     j[key + "_max_rel_error"] = err;
     if (fma) j["ok"] = err <= tolerance;
   }
-  if (!j.contains("ok")) j["ok"] = true;  // cuDNN cannot run it: nothing to check against
+  // No cuDNN result to check against: acceptable for NDHWC (cuDNN's legacy API may refuse it),
+  // a failure of this benchmark for NCDHW, cuDNN's native layout.
+  if (!j.contains("ok")) j["ok"] = last;
   return j;
 }
 
@@ -324,7 +338,9 @@ int main(int argc, char** argv) {
   khalo::Runtime runtime(argc, argv);
   bool quick = false;
   int reps = 20;
-  double tolerance = 1e-4;
+  // Loose enough for FFT and Winograd algorithms (~1e-5 here), far below a wrong tap or
+  // channel (errors of order 1).
+  double tolerance = 1e-3;
   std::string json;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
@@ -347,8 +363,8 @@ int main(int argc, char** argv) {
   std::printf("bench_cudnn: %s (sm_%d%d), cuDNN %zu, %s; input (1, %d, %d, %d, %d); median of %d after 2 warm-up\n",
               prop.name, prop.major, prop.minor, cudnnGetVersion(), khalo::build_info().c_str(), s.c, s.t, s.h, s.w,
               reps);
-  std::printf("%-18s %-20s %5s %9s %9s %9s %8s %9s %10s  %s / %s\n", "layout", "conv", "Cout", "khalo ms",
-              "cuDNN ms", "GFLOP/s", "cuDNN", "khalo/cu", "max rel", "khalo kernel", "cuDNN algo");
+  std::printf("%-18s %-20s %5s %9s %9s %9s %8s %9s %10s  %s / %s\n", "layout", "conv", "Cout", "khalo ms", "cuDNN ms",
+              "khalo GF", "cuDNN GF", "khalo/cu", "max rel", "khalo kernel", "cuDNN algo (FMA math)");
   cudnnHandle_t handle = nullptr;
   check(cudnnCreate(&handle), "cudnnCreate");
   const Exec exec;
@@ -359,6 +375,8 @@ int main(int argc, char** argv) {
     for (auto f : {khalo::MemoryFormat::contiguous, khalo::MemoryFormat::channels_last_3d}) {
       for (const auto& cv : convs) {
         Json r = run(handle, exec, f, s, cv, reps, tolerance);
+        r["gpu"] = prop.name;
+        r["cudnn_version"] = cudnnGetVersion();
         const bool has = r.contains("cudnn_s");
         std::printf("%-18s %-20s %5d %9.3f %9s %9.1f %8s %9s %10s  %s / %s%s\n", r["layout"].get<std::string>().c_str(),
                     cv.name.c_str(), cv.cout, r["khalo_s"].get<double>() * 1e3,
