@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# khalo on one NVIDIA GPU node: configure, build, run the test suite and the quick benchmarks
-# on the CUDA backend, and keep every log under one folder. Made for one H200 with 16 cores,
-# where the whole run fits in 8 minutes.
+# khalo on one NVIDIA GPU node: configure, build, run the test suite and the benchmarks on the
+# CUDA backend (the team convolution beside cuDNN, the decoder stage on 1 and 2 ranks, the halo
+# exchange on device memory), and keep every log and result under one folder. Made for one H200
+# with 16 cores, where the whole run fits in 9 minutes (--budget 540, the default).
 #
 # Usage: perf/gpu_check.sh OUTDIR [options] [-- CTEST-ARGS...]
 #
@@ -12,7 +13,7 @@
 #                        architecture Kokkos was built for, and a mismatch with the GPU is warned about
 #   --build-dir DIR      build directory (default: build-gpu-check/ in the repository; reused when present)
 #   --jobs N             build parallelism and ctest -j (default: nproc)
-#   --budget SECONDS     wall-clock budget of the whole run (default: 470); each step gets at most what is left
+#   --budget SECONDS     wall-clock budget of the whole run (default: 540); each step gets at most what is left
 #   --build-cap SECONDS  most the build step may take (default: 420; raise it with --budget for slow machines)
 #   --skip-build         use the existing build in --build-dir as it is
 #   --build-only         configure and build (including the header self-containment objects), run nothing
@@ -22,18 +23,37 @@
 #   -- CTEST-ARGS...     passed on to the main ctest step (e.g. -- -R halo to rerun a few tests)
 #
 # Steps (each has a time cap and its own log in OUTDIR/logs/): gpu (nvidia-smi), configure, build
-# (all targets plus khalo_headers_self_contained, so that ctest's compile-only test finds it done),
-# info (khalo-decode --info), ctest (everything but the perf label, JUnit in OUTDIR/ctest-junit.xml),
-# perf (ctest -L perf, JUnit in OUTDIR/perf-junit.xml), bench_conv (build/perf/bench_conv --quick,
-# when built), gpu-after (nvidia-smi once more).
+# (all targets plus khalo_headers_self_contained, so that ctest's compile-only test finds it done;
+# compiler warnings are counted into the summary), info (khalo-decode --info), then the
+# measurements, before the suite so that a slow suite cannot starve them:
+#   cudnn        perf/bench_cudnn: khalo's conv() (the team kernel) beside cuDNN's best forward
+#                algorithm on device memory, the decoder's convs at the Wan stage's per-rank shape
+#                (1, 96, 4, 60, 104), NCDHW and NDHWC, also a check of khalo's output against
+#                cuDNN's (CUDA only: built when Kokkos has CUDA and cuDNN is found)
+#   decoder_np1, decoder_np2
+#                perf/bench_decoder on 1 and 2 ranks sharing the GPU: the Wan stage (C = 96, T = 4,
+#                W = 104), strong scaling over global H = 120 (60 rows per rank on 2: the per-rank
+#                band above), weak scaling at 60 rows per rank; the halo share of the stage
+#   halo_staged, halo_aware
+#                perf/bench_halo_device on 2 ranks, on device memory: KHALO_GPU_AWARE_MPI=0 (faces
+#                staged through host buffers) and =1 (device buffers handed to MPI; only when
+#                ompi_info reports CUDA support)
+# then ctest (everything but the perf label, JUnit in OUTDIR/ctest-junit.xml; bench_halo's and
+# bench_decoder's quick forms are in the perf label), perf (ctest -L perf, JUnit in
+# OUTDIR/perf-junit.xml), bench_conv (build/perf/bench_conv --quick), gpu-after (nvidia-smi once
+# more). Without a CUDA-enabled Kokkos (--no-gpu-check on a CPU machine) cudnn is skipped with a
+# note and the decoder and halo steps run their --quick forms on the host backend.
 #
 # Ranks share the GPU (Kokkos maps node-local ranks round-robin onto the visible devices).
 # KHALO_GPU_AWARE_MPI is exported as 1 only when OpenMPI's ompi_info reports CUDA support, else 0;
 # a value already in the environment is kept.
 #
 # OUTDIR then holds: summary.txt (always written: every step's status and seconds, test counts, failed
-# tests), steps.tsv, env.txt, nvidia-smi.txt, nvidia-smi-after.txt, build-info.txt, ctest-junit.xml,
-# perf-junit.xml, bench_conv.json, logs/*.log (one per step) and logs/LastTest*.log (ctest's own).
+# tests), results.md (always written: the measurements as tables to paste into perf/RESULTS.md, with
+# the targets conv >= 0.5x cuDNN and halo share of the stage < 5%; perf/gpu_results.py), steps.tsv,
+# env.txt, nvidia-smi.txt, nvidia-smi-after.txt, build-info.txt, ctest-junit.xml, perf-junit.xml,
+# bench_cudnn.json, decoder_np1.json, decoder_np2.json, halo_staged.json, halo_aware.json,
+# bench_conv.json, logs/*.log (one per step) and logs/LastTest*.log (ctest's own).
 # The exit status is 0 when every step passed, 1 when any failed or ran out of time, 2 on bad usage.
 #
 # Example (CUDA 13 needs /usr/local/cuda/bin on PATH; the script adds it when nvcc is not found):
@@ -52,7 +72,7 @@ kokkos_root=${Kokkos_ROOT:-${KOKKOS_ROOT:-}}
 arch=""
 build_dir=""
 jobs=$(nproc 2>/dev/null || echo 4)
-budget=470
+budget=540
 build_cap=420
 skip_build=0
 build_only=0
@@ -282,8 +302,15 @@ write_summary() {
       printf '%s\t%s\t%s\t%s\n' "${names[$j]}" "${statuses[$j]}" "${seconds[$j]}" "${logs[$j]#"$out"/}"
     done
   } >"$out/steps.tsv"
+  # The measurements as tables (results.md), from whatever JSON the steps left.
+  timeout 60 "${python:-python3}" "$script_dir/gpu_results.py" "$out" >"$out/logs/results.log" 2>&1 ||
+    printf '\nresults.md: perf/gpu_results.py failed, see logs/results.log\n' >>"$out/summary.txt"
   printf '\n'
   cat "$out/summary.txt"
+  if [[ -s "$out/results.md" ]]; then
+    printf '\n'
+    sed -n '/^## Targets/,$p' "$out/results.md"
+  fi
   if ((failed != 0 || rc != 0)); then
     exit 1
   fi
@@ -315,6 +342,9 @@ fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # Plain text in the logs and the JUnit files.
 export GTEST_COLOR=no
+# Debian's python3 where there is one (the tables need nothing beyond the standard library).
+python=/usr/bin/python3
+[[ -x $python ]] || python=python3
 
 # nvcc_wrapper calls plain `nvcc`.
 if ! command -v nvcc >/dev/null 2>&1; then
@@ -362,12 +392,14 @@ fi
 has_cuda=0
 [[ ";$kokkos_devices;" == *";CUDA;"* ]] && has_cuda=1
 
+# Whether the MPI library can take device pointers (halo_aware runs only then).
+mpi_cuda=0
+if command -v ompi_info >/dev/null 2>&1 &&
+  ompi_info --parsable --all 2>/dev/null | grep -q '^mca:mpi:base:param:mpi_built_with_cuda_support:value:true$'; then
+  mpi_cuda=1
+fi
 if [[ -z "${KHALO_GPU_AWARE_MPI:-}" ]]; then
-  KHALO_GPU_AWARE_MPI=0
-  if command -v ompi_info >/dev/null 2>&1 &&
-    ompi_info --parsable --all 2>/dev/null | grep -q '^mca:mpi:base:param:mpi_built_with_cuda_support:value:true$'; then
-    KHALO_GPU_AWARE_MPI=1
-  fi
+  KHALO_GPU_AWARE_MPI=$mpi_cuda
 fi
 export KHALO_GPU_AWARE_MPI
 
@@ -383,7 +415,8 @@ fi
   printf 'Kokkos_ROOT: %s\nKokkos devices: %s\nKokkos arch: %s (CUDA %s)\n' "$kokkos_root" "$kokkos_devices" \
     "$kokkos_arch" "${kokkos_cuda_arch:-}"
   printf 'GPU: %s (compute capability %s) -> %s\n' "${gpu_name:-none}" "${gpu_cap:-?}" "$arch"
-  printf 'KHALO_GPU_AWARE_MPI=%s\n' "$KHALO_GPU_AWARE_MPI"
+  printf 'KHALO_GPU_AWARE_MPI=%s (MPI CUDA support from ompi_info: %s)\n' "$KHALO_GPU_AWARE_MPI" \
+    "$([[ $mpi_cuda -eq 1 ]] && echo yes || echo no)"
   printf 'CUDA_VISIBLE_DEVICES=%s\n' "${CUDA_VISIBLE_DEVICES-<unset>}"
   printf '\n'
   command -v nvcc >/dev/null 2>&1 && nvcc --version
@@ -437,6 +470,11 @@ else
     # compile one by one. Keep going past errors: the log then lists all of them.
     run_step build "$build_cap" cmake --build "$build_dir" -j "$jobs" --target all khalo_headers_self_contained \
       -- "${keep_going[@]}"
+    # The compiler's warnings (the build is not -Werror here: a warning must not cost the run).
+    grep -E '(^|[^A-Za-z_])warning( #[0-9-]+-D)?:' "${logs[-1]}" >"$out/build-warnings.txt"
+    if [[ -s "$out/build-warnings.txt" ]]; then
+      warnings+=("the build printed $(wc -l <"$out/build-warnings.txt") warning line(s): build-warnings.txt")
+    fi
   else
     notrun_step build "configure failed"
   fi
@@ -466,7 +504,53 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------------
-# 4. The test suite, then the benchmarks' quick forms.
+# 4. The measurements: the convolutions beside cuDNN, the decoder stage on 1 and 2 ranks, the halo
+# exchange on device memory. On a host backend (--no-gpu-check) the last two run their quick forms.
+
+mpirun=(mpirun --bind-to none)
+bench_cudnn=$(exe perf/bench_cudnn)
+if ((has_cuda == 0)); then
+  skip_step cudnn "CUDA only: no CUDA-enabled Kokkos (devices: ${kokkos_devices:-none found}), so no cuDNN comparison"
+elif [[ -z "$bench_cudnn" ]]; then
+  notrun_step cudnn "$build_dir/perf/bench_cudnn was not built (is cuDNN installed? see logs of configure)"
+else
+  run_step cudnn 120 "$bench_cudnn" --json "$out/bench_cudnn.json"
+fi
+
+bench_decoder=$(exe perf/bench_decoder)
+decoder_args=(--channels 96 --frames 4 --height 120 --width 104 --rows-per-rank 60 --reps 5)
+if ((has_cuda == 0)); then
+  decoder_args=(--quick)
+  notes+=("decoder_np1, decoder_np2, halo_staged, halo_aware: their --quick forms (no CUDA backend)")
+fi
+for n in 1 2; do
+  if [[ -n "$bench_decoder" ]]; then
+    run_step "decoder_np$n" 90 "${mpirun[@]}" -np "$n" "$bench_decoder" "${decoder_args[@]}" \
+      --json "$out/decoder_np$n.json"
+  else
+    notrun_step "decoder_np$n" "$build_dir/perf/bench_decoder was not built"
+  fi
+done
+
+bench_halo_device=$(exe perf/bench_halo_device)
+halo_args=()
+((has_cuda)) || halo_args=(--quick)
+if [[ -n "$bench_halo_device" ]]; then
+  run_step halo_staged 60 env KHALO_GPU_AWARE_MPI=0 "${mpirun[@]}" -np 2 "$bench_halo_device" "${halo_args[@]}" \
+    --json "$out/halo_staged.json"
+  if ((mpi_cuda)); then
+    run_step halo_aware 60 env KHALO_GPU_AWARE_MPI=1 "${mpirun[@]}" -np 2 "$bench_halo_device" "${halo_args[@]}" \
+      --json "$out/halo_aware.json"
+  else
+    skip_step halo_aware "ompi_info reports no CUDA support: device buffers cannot go to MPI directly"
+  fi
+else
+  notrun_step halo_staged "$build_dir/perf/bench_halo_device was not built"
+  notrun_step halo_aware "$build_dir/perf/bench_halo_device was not built"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# 5. The test suite, then the benchmarks' quick forms.
 
 junit_ok=1
 ctest_minor=$(ctest --version | sed -n 's/^ctest version 3\.\([0-9]*\).*/\1/p')
