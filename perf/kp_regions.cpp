@@ -56,8 +56,8 @@ void kokkosp_pop_profile_region() {
 void kokkosp_finalize_library() {
   const std::string rank = rank_text();
   for (const auto& [name, e] : totals().regions) {
-    std::fprintf(stderr, "kp_regions: rank %s region %s calls %lld seconds %.6f\n", rank.c_str(), name.c_str(),
-                 e.first, e.second);
+    std::fprintf(stderr, "kp_regions: rank %s region %s calls %lld seconds %.6f\n", rank.c_str(), name.c_str(), e.first,
+                 e.second);
   }
 }
 
