@@ -70,9 +70,10 @@ int main(int argc, char** argv) {
       }
       qsort(t, reps, sizeof(double), cmp);
       if (rank == 0) {
-        printf("{\"mode\": \"%s\", \"bytes\": %zu, \"median_s\": %.9g, \"p10_s\": %.9g, \"min_s\": %.9g, "
-               "\"reps\": %d}\n",
-               mode == 0 ? "pingpong" : "exchange", n, t[reps / 2], t[reps / 10], t[0], reps);
+        printf(
+            "{\"mode\": \"%s\", \"bytes\": %zu, \"median_s\": %.9g, \"p10_s\": %.9g, \"min_s\": %.9g, "
+            "\"reps\": %d}\n",
+            mode == 0 ? "pingpong" : "exchange", n, t[reps / 2], t[reps / 10], t[0], reps);
         fflush(stdout);
       }
     }
