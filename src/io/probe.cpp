@@ -1,4 +1,5 @@
 #include "probe.hpp"
+#include "spawn.hpp"
 
 #include <khalo/config.hpp>
 
@@ -49,36 +50,6 @@ int timeout_s() {
 
 std::string first_line(const std::string& out) { return out.substr(0, out.find('\n')); }
 
-// Owns what posix_spawn needs; released however the call ends.
-struct SpawnSetup {
-  posix_spawn_file_actions_t actions{};
-  posix_spawnattr_t attr{};
-  SpawnSetup(int out_fd) {
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);  // MPI's sockets and files stay here
-#endif
-    posix_spawnattr_init(&attr);
-    // The MPI runtime's signal handlers and blocked signals are not the helper's: a crash there must be
-    // a plain death by signal that this process sees.
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  }
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-  }
-  SpawnSetup(const SpawnSetup&) = delete;
-  SpawnSetup& operator=(const SpawnSetup&) = delete;
-};
-
 }  // namespace
 
 std::vector<std::string> h5probe_candidates() {
@@ -124,7 +95,7 @@ std::string probe_untrusted_file(const std::string& path) {
   pid_t pid = -1;
   int spawn_rc = 0;
   {
-    SpawnSetup setup(fds[1]);
+    detail::SpawnSetup setup(detail::kDevNull, fds[1], detail::kDevNull);
     std::string arg0 = helper, arg1 = path;
     char* argv[] = {arg0.data(), arg1.data(), nullptr};
     spawn_rc = ::posix_spawn(&pid, helper.c_str(), &setup.actions, &setup.attr, argv, environ);

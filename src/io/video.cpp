@@ -1,4 +1,5 @@
 #include "video.hpp"
+#include "spawn.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -42,34 +43,6 @@ std::string search_path(const std::string& name) {
   }
   return {};
 }
-
-// Owns what posix_spawn needs; released however the call ends.
-struct SpawnSetup {
-  posix_spawn_file_actions_t actions{};
-  posix_spawnattr_t attr{};
-  explicit SpawnSetup(int in_fd) {
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in_fd, STDIN_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);  // MPI's sockets and files stay here
-#endif
-    posix_spawnattr_init(&attr);
-    // The MPI runtime's signal handlers and blocked signals are not ffmpeg's.
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  }
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-  }
-  SpawnSetup(const SpawnSetup&) = delete;
-  SpawnSetup& operator=(const SpawnSetup&) = delete;
-};
 
 // Blocks SIGPIPE in this thread while alive; a SIGPIPE raised meanwhile by a write to a closed pipe (which
 // then fails with EPIPE) is consumed before the old mask returns, so it is never delivered.
@@ -165,7 +138,7 @@ VideoPipe::VideoPipe(const std::string& program, const std::vector<std::string>&
   pid_t pid = -1;
   int rc = 0;
   {
-    SpawnSetup setup(fds[0]);
+    detail::SpawnSetup setup(fds[0], detail::kDevNull, detail::kInherit);
     rc = ::posix_spawn(&pid, program.c_str(), &setup.actions, &setup.attr, argv.data(), environ);
   }
   ::close(fds[0]);
