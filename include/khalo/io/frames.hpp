@@ -96,6 +96,7 @@ class FrameSink {
   /// (N, 3, frames, rows, W) in C order. A non-empty \p local_error (found by
   /// the caller on this rank) makes every rank throw it.
   void append_c_order(const float* band, int frames, const std::string& local_error = {});
+  /// The same for a band of doubles.
   void append_c_order(const double* band, int frames, const std::string& local_error = {});
 
   /// Collective: closes ffmpeg's input, waits for it, checks its exit status and

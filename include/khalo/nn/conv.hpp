@@ -45,9 +45,9 @@ enum class ConvAlgorithm { automatic, host, team };
 /// The kernel one launch runs, and its register tile: width_tile output positions along W
 /// times cout_tile output channels.
 struct ConvKernel {
-  ConvKernelFamily family = ConvKernelFamily::channel_tile;
-  int width_tile = 0;
-  int cout_tile = 0;
+  ConvKernelFamily family = ConvKernelFamily::channel_tile;  ///< which kernel family
+  int width_tile = 0;                                        ///< W positions of one tile
+  int cout_tile = 0;                                         ///< output channels of one tile
 
   /// "channel_tile 8x48", "row_tile 32x12", "team 32x32": family, then W positions x output
   /// channels (for the team kernel: per team).

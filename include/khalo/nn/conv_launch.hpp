@@ -20,10 +20,14 @@ struct ConvLaunch {
   /// (conv throws): partial sums over blocks of input channels are stored in out before the
   /// residual is added and while the input is still read.
   Strided5 residual;
-  int n = 1, frames = 1;           ///< batch and output frames
-  int row_begin = 0, row_end = 0;  ///< output rows to compute
-  int out_width = 0, in_width = 0;
-  int cout_begin = 0, cout_count = 0;  ///< which output channels of the weights this launch computes
+  int n = 1;           ///< batch
+  int frames = 1;      ///< output frames
+  int row_begin = 0;   ///< first output row to compute
+  int row_end = 0;     ///< one past the last output row to compute
+  int out_width = 0;   ///< output columns
+  int in_width = 0;    ///< input columns (the kernels pad W with zeros beyond them)
+  int cout_begin = 0;  ///< first output channel of the weights this launch computes
+  int cout_count = 0;  ///< output channels this launch computes
   /// Upsampling only: global index of this band's first input row (for the 2x row map).
   std::int64_t up_first_row = 0;
 };

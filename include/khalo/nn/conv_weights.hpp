@@ -32,9 +32,13 @@ namespace khalo::nn {
 /// and stores only the channels that exist.
 template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
 struct ConvWeights {
-  using memory_space = MemSpace;
+  using memory_space = MemSpace;  ///< where the packed weights live
 
-  int cout = 0, cin = 0, kt = 1, kh = 1, kw = 1;
+  int cout = 0;                           ///< output channels
+  int cin = 0;                            ///< input channels
+  int kt = 1;                             ///< taps in time
+  int kh = 1;                             ///< taps in rows
+  int kw = 1;                             ///< taps in columns
   int pack = 1;                           ///< output channels per packed group
   bool taps_outer = false;                ///< groups are [taps][cin][pack], else [cin][taps][pack]
   Kokkos::View<float*, MemSpace> weight;  ///< packed; padded_cout() x cin x taps floats

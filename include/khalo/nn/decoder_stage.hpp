@@ -27,7 +27,7 @@ namespace khalo::nn {
 /// An up-block's parameters on the host, by PyTorch state-dict key relative to the block
 /// (docs/weights.md §1), with the configuration they imply.
 struct StageWeights : WeightMap {
-  StageConfig config;
+  StageConfig config;  ///< the shape the keys imply
 
   /// Reads the stage from a weights file; the shape of the stage (blocks,
   /// channels, shortcut, upsampler) comes from the keys and shapes present.
@@ -65,6 +65,7 @@ class DecoderStage {
 
   /// Halo traffic of all exchanges so far (sum over this rank's plans).
   HaloStats halo_stats() const;
+  /// The stage's shape.
   const StageConfig& config() const;
 
  private:

@@ -26,11 +26,11 @@ namespace khalo::nn {
 
 /// The shape of a decoder: what the keys of a checkpoint imply.
 struct DecoderConfig {
-  int z_dim = 0;         ///< latent channels (post_quant_conv)
-  int mid_dim = 0;       ///< conv_in's output channels, the mid block's width
-  int out_dim = 0;       ///< norm_out / conv_out's input channels
-  int out_channels = 3;  ///< conv_out's output channels
-  std::vector<StageConfig> up_blocks;
+  int z_dim = 0;                       ///< latent channels (post_quant_conv)
+  int mid_dim = 0;                     ///< conv_in's output channels, the mid block's width
+  int out_dim = 0;                     ///< norm_out / conv_out's input channels
+  int out_channels = 3;                ///< conv_out's output channels
+  std::vector<StageConfig> up_blocks;  ///< the up-blocks, in order
 
   /// Wan 2.1's decoder for a base width: widths base x [4, 4, 4, 2, 1], up-blocks
   /// upsample3d, upsample3d, upsample2d, none; up-block i > 0 takes half the previous width.
@@ -48,7 +48,7 @@ struct DecoderConfig {
 
 /// A decoder's parameters on the host, by whole state-dict key.
 struct DecoderWeights : WeightMap {
-  DecoderConfig config;
+  DecoderConfig config;  ///< the shape the keys imply
   /// Reads the decoder's tensors (and post_quant_conv's) from \p file, each converted to
   /// float32 on its own. Throws khalo::io::Error naming a missing or mismatched key.
   static DecoderWeights load(const io::TensorSource& file);
@@ -59,6 +59,7 @@ struct DecoderWeights : WeightMap {
 /// Wan 2.1's per-channel latent statistics (z_dim 16): a pipeline's latents are
 /// `latents * std + mean` before decoding (--latents-normalized).
 extern const std::array<float, 16> kWan21LatentsMean;
+/// See kWan21LatentsMean.
 extern const std::array<float, 16> kWan21LatentsStd;
 
 /// Output frames of one latent frame, as the decoder hands them over.
@@ -71,10 +72,13 @@ struct DecodedFrames {
 
 /// Time and traffic of a decode, this rank's.
 struct DecoderStats {
-  HaloStats halo;
-  AttentionStats attention;
+  HaloStats halo;            ///< every halo exchange of every layer
+  AttentionStats attention;  ///< the mid block's attention
 };
 
+/// The whole decoder, distributed over ranks by bands of the latent's rows: every layer with
+/// its buffers, caches and halo plans, built once and run on any number of latents of the
+/// shape it was built for.
 class Decoder {
  public:
   /// Collective. \p latent_shape: the global (N, z_dim, T, H, W) of the latent; every rank
@@ -84,6 +88,7 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
+  /// The shape of the model.
   const DecoderConfig& config() const;
   /// The latent's decomposition (bands of rows): allocate and fill the latent band with it.
   const Decomposition& latent_decomposition() const;

@@ -14,6 +14,7 @@
 
 namespace khalo::nn {
 
+/// An activation (N, C, T, H, W) in any dense memory format (strides say which).
 template <class MemSpace = Kokkos::DefaultExecutionSpace::memory_space>
 using Activation = Kokkos::View<float*****, Kokkos::LayoutStride, MemSpace>;
 
@@ -26,13 +27,15 @@ Activation<MemSpace> make_activation(const std::string& label, const std::vector
 
 /// Pointer and element strides of a rank-5 tensor, indexed (n, c, t, h, w).
 struct Strided5 {
-  float* data = nullptr;
-  Kokkos::Array<std::int64_t, 5> stride{};
+  float* data = nullptr;                    ///< element (0, 0, 0, 0, 0)
+  Kokkos::Array<std::int64_t, 5> stride{};  ///< element strides of n, c, t, h, w
 
+  /// Element offset of (n, c, t, h, w) from data.
   KOKKOS_INLINE_FUNCTION std::int64_t offset(std::int64_t n, std::int64_t c, std::int64_t t, std::int64_t h,
                                              std::int64_t w) const {
     return n * stride[0] + c * stride[1] + t * stride[2] + h * stride[3] + w * stride[4];
   }
+  /// Element (n, c, t, h, w).
   KOKKOS_INLINE_FUNCTION float& operator()(std::int64_t n, std::int64_t c, std::int64_t t, std::int64_t h,
                                            std::int64_t w) const {
     return data[offset(n, c, t, h, w)];
@@ -64,6 +67,7 @@ void for_each_index(const std::string& label, const Exec& exec, int N, int C, in
       });
 }
 
+/// The pointer and strides of a rank-5 View.
 template <class View>
 Strided5 strided(const View& v) {
   static_assert(static_cast<int>(View::rank) == 5, "khalo::nn::strided: rank-5 tensors only");

@@ -20,9 +20,10 @@ using KeyShape = std::pair<std::string, std::vector<std::int64_t>>;
 
 /// Float32 tensors by key, with their shapes.
 struct WeightMap {
-  std::map<std::string, std::vector<float>> tensors;
-  std::map<std::string, std::vector<std::int64_t>> shapes;
+  std::map<std::string, std::vector<float>> tensors;        ///< values in C order, by key
+  std::map<std::string, std::vector<std::int64_t>> shapes;  ///< PyTorch shapes, by key
 
+  /// Whether \p key is present.
   bool has(const std::string& key) const { return tensors.count(key) != 0; }
   /// The tensor under \p key; std::out_of_range naming the key when absent.
   const std::vector<float>& at(const std::string& key) const;

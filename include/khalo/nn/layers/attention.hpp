@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The decoder mid block's spatial self-attention (docs/decoder.md §6), distributed over
+/// The decoder mid block's spatial self-attention (docs/decoder.md §8), distributed over
 /// ranks by bands of rows: RMS norm over channels, a 1x1 `to_qkv` projection, single-head
 /// softmax attention over the H x W positions of each frame, a 1x1 `proj` projection, plus the
 /// input. Every rank gathers every rank's keys and values and walks them in global position
@@ -21,17 +21,18 @@ class TensorSource;
 
 namespace khalo::nn {
 
-/// The attention block's parameters on the host, in PyTorch's C order (docs/decoder.md §6).
+/// The attention block's parameters on the host, in PyTorch's C order (docs/decoder.md §8).
 struct AttentionWeights {
-  int channels = 0;
+  int channels = 0;                ///< C
   std::vector<float> gamma;        ///< norm.gamma, (C, 1, 1)
   std::vector<float> qkv_weight;   ///< to_qkv.weight, (3C, C, 1, 1): rows [0, C) make q, [C, 2C) k, [2C, 3C) v
   std::vector<float> qkv_bias;     ///< to_qkv.bias, (3C)
   std::vector<float> proj_weight;  ///< proj.weight, (C, C, 1, 1)
   std::vector<float> proj_bias;    ///< proj.bias, (C)
 
-  /// Reads the block from \p file under the keys `prefix + "norm.gamma"` and so on (diffusers'
-  /// names below `decoder.mid_block.attentions.0.`); the channels come from `to_qkv.weight`.
+  /// Reads the block from \p file under the keys \p prefix followed by norm.gamma and so on
+  /// (the names diffusers uses below decoder.mid_block.attentions.0); the channels come from
+  /// to_qkv.weight.
   /// Throws khalo::io::Error naming any missing or mismatched key.
   static AttentionWeights load(const io::TensorSource& file, const std::string& prefix = {});
   /// Seeded random weights for \p channels (the same on every rank).
@@ -42,7 +43,7 @@ struct AttentionWeights {
 
 /// What SpatialAttention::run did so far, on this rank.
 struct AttentionStats {
-  std::int64_t calls = 0;
+  std::int64_t calls = 0;           ///< run() calls
   std::int64_t bytes_gathered = 0;  ///< bytes this rank received from the gather (its own included)
   double gather_seconds = 0;        ///< in MPI_Allgatherv (staging copies included)
   double compute_seconds = 0;       ///< everything else in run
@@ -71,6 +72,7 @@ class SpatialAttention {
   /// tensors overlap otherwise, on any rank.
   void run(Strided5 x, Strided5 out, int frames);
 
+  /// Gather traffic and time, compute time and flops of every call so far (this rank's).
   const AttentionStats& stats() const;
 
  private:

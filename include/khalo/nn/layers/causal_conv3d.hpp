@@ -18,6 +18,7 @@ enum class Prologue {
   norm_silu  ///< RMS norm over channels, then SiLU (docs/decoder.md §1)
 };
 
+/// A causal Conv3d: zero (or cached) frames in front in time, ghost rows from the halo.
 class CausalConv3d {
  public:
   /// Weights `key.weight` (cout, cin, kt, kh, kw), kt and kh in {1, 3} with kw == kh, and
@@ -27,10 +28,11 @@ class CausalConv3d {
   CausalConv3d(const RowBands& bands, const WeightMap& weights, const std::string& key, int max_frames,
                Prologue prologue = Prologue::copy, const std::string& gamma_key = {});
 
-  int in_channels() const { return w_.cin; }
-  int out_channels() const { return w_.cout; }
+  int in_channels() const { return w_.cin; }    ///< Cin
+  int out_channels() const { return w_.cout; }  ///< Cout
   /// Multiply-adds per output element.
   double macs_per_output() const { return static_cast<double>(w_.macs_per_output()); }
+  /// The packed weights.
   const ConvWeights<LayerMem>& weights() const { return w_; }
 
   /// out = conv(prologue(x)) (+ residual when its data is not null) over frames [0, frames):
@@ -49,6 +51,7 @@ class CausalConv3d {
 
   /// Forgets the cache: the next call has zeros in front.
   void reset() { cached_ = false; }
+  /// Traffic of its halo exchanges so far.
   HaloStats halo_stats() const { return halos_.stats(); }
 
  private:

@@ -19,7 +19,9 @@
 
 namespace khalo::nn {
 
+/// Where the layers run.
 using LayerExec = Kokkos::DefaultExecutionSpace;
+/// Where their tensors live.
 using LayerMem = LayerExec::memory_space;
 
 /// This rank's band of rows of an (N, ., ., H, W) activation at one resolution.
@@ -38,13 +40,13 @@ class RowBands {
   Activation<LayerMem> allocate(const std::string& label, std::int64_t channels, std::int64_t frames,
                                 int ghost = 0) const;
 
-  MPI_Comm comm() const { return dec_.grid().comm(); }
-  MemoryFormat format() const { return format_; }
-  std::int64_t batch() const { return n_; }
-  std::int64_t height() const { return h_; }
-  std::int64_t width() const { return w_; }
-  std::int64_t rows() const { return rows_; }
-  std::int64_t first_row() const { return first_row_; }
+  MPI_Comm comm() const { return dec_.grid().comm(); }   ///< the ranks' communicator
+  MemoryFormat format() const { return format_; }        ///< the activations' memory format
+  std::int64_t batch() const { return n_; }              ///< N
+  std::int64_t height() const { return h_; }             ///< H, all rows
+  std::int64_t width() const { return w_; }              ///< W
+  std::int64_t rows() const { return rows_; }            ///< this rank's rows
+  std::int64_t first_row() const { return first_row_; }  ///< global index of this rank's first row
 
  private:
   Decomposition dec_;  // (N, 1, 1, H, W)
@@ -61,8 +63,8 @@ Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::in
 
 /// Reported after each layer of each chunk (rank 0 prints them; --dump-layers writes them).
 struct LayerEvent {
-  std::string name;  ///< e.g. "resnets.0.conv1"
-  int chunk = 0;
+  std::string name;                      ///< e.g. "resnets.0.conv1"
+  int chunk = 0;                         ///< which chunk (the whole decoder: which latent frame)
   double seconds = 0.0;                  ///< max over ranks (0 when the log is not timed)
   double flops = 0.0;                    ///< all ranks together (this rank's when the log is not timed)
   const Activation<>* output = nullptr;  ///< this rank's band, valid during the callback
@@ -90,7 +92,9 @@ class LayerLog {
     l.prefix_ += prefix;
     return l;
   }
+  /// Whether anyone listens.
   bool active() const { return static_cast<bool>(state_->on_layer); }
+  /// The chunk the next events belong to.
   void set_chunk(int chunk) const { state_->chunk = chunk; }
   /// A start time (MPI_Wtime) for report().
   double start() const;
@@ -114,6 +118,7 @@ class LayerLog {
 class HaloPlans {
  public:
   HaloPlans() = default;
+  /// Plans for buffers of \p channels channels over \p bands.
   HaloPlans(const RowBands& bands, std::int64_t channels) : bands_(std::make_shared<RowBands>(bands)), c_(channels) {}
   /// Frames [0, frames) of \p buffer from frame \p first, exchanged while \p launch(r0, r1)
   /// computes output rows [1, out_rows - 1) (those that need no ghost row), then the edge rows.

@@ -12,10 +12,18 @@
 
 namespace khalo::nn {
 
-enum class Upsample { none, upsample2d, upsample3d };
+/// An up-block's resampler.
+enum class Upsample {
+  none,        ///< no resampler
+  upsample2d,  ///< nearest 2x in H and W, then a 3x3 conv
+  upsample3d   ///< time_conv (after the first call), then as upsample2d
+};
+/// "none", "upsample2d" or "upsample3d".
 std::string to_string(Upsample u);
+/// The inverse of to_string; std::invalid_argument for any other name.
 Upsample upsample_from_string(const std::string& name);
 
+/// An up-block's resampler, with time_conv's cache and its 'Rep' first call.
 class Resample {
  public:
   /// The keys of a resampler of \p channels, relative to its prefix.
@@ -25,8 +33,8 @@ class Resample {
   /// \p max_frames frames. Collective.
   Resample(const RowBands& bands, const WeightMap& weights, const std::string& prefix, Upsample mode, int max_frames);
 
-  int in_channels() const { return resample_.cin; }
-  int out_channels() const { return resample_.cout; }
+  int in_channels() const { return resample_.cin; }    ///< C
+  int out_channels() const { return resample_.cout; }  ///< C / 2
   /// Frames out for \p frames in at the next call: twice as many once upsample3d has run once.
   int output_frames(int frames) const { return time_conv_ && !first_call_ ? 2 * frames : frames; }
 
@@ -37,6 +45,7 @@ class Resample {
            const Activation<>* out_view = nullptr);
   /// The next call is a first call again (upsample3d's 'Rep' slot is empty).
   void reset();
+  /// Traffic of its halo exchanges so far.
   HaloStats halo_stats() const;
 
  private:

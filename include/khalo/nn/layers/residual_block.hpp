@@ -11,6 +11,7 @@
 
 namespace khalo::nn {
 
+/// A residual block with its two causal convolutions and their caches.
 class ResidualBlock {
  public:
   /// The keys of a block from \p cin to \p cout channels, relative to its prefix.
@@ -20,15 +21,17 @@ class ResidualBlock {
   /// Collective.
   ResidualBlock(const RowBands& bands, const WeightMap& weights, const std::string& prefix, int max_frames);
 
-  int in_channels() const { return conv1_.in_channels(); }
-  int out_channels() const { return conv1_.out_channels(); }
+  int in_channels() const { return conv1_.in_channels(); }    ///< Cin
+  int out_channels() const { return conv1_.out_channels(); }  ///< Cout
 
   /// out = block(x) over frames [0, frames): x (N, cin, frames, rows, W), out (N, cout,
   /// frames, rows, W), not overlapping x. \p out_view / \p out_row0: the activation that
   /// holds out and the row out starts at, for the log. Collective.
   void run(const Strided5& x, int frames, const Strided5& out, bool keep_cache, const LayerLog& log,
            const Activation<>* out_view = nullptr, int out_row0 = 0);
+  /// The next call starts a new clip (zeros in front).
   void reset();
+  /// Traffic of its halo exchanges so far.
   HaloStats halo_stats() const;
 
  private:

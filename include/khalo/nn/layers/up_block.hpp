@@ -17,11 +17,12 @@ class TensorSource;
 
 namespace khalo::nn {
 
+/// The shape of one up-block.
 struct StageConfig {
-  int in_dim = 0;
-  int out_dim = 0;
-  int num_res_blocks = 1;
-  Upsample upsample = Upsample::none;
+  int in_dim = 0;                      ///< input channels
+  int out_dim = 0;                     ///< the residual blocks' output channels
+  int num_res_blocks = 1;              ///< residual blocks minus one
+  Upsample upsample = Upsample::none;  ///< the resampler
   /// Channels of the stage's output.
   int output_channels() const { return upsample == Upsample::none ? out_dim : out_dim / 2; }
   /// The keys and shapes an up-block of this configuration has, relative to its prefix.
@@ -32,6 +33,7 @@ struct StageConfig {
   static StageConfig infer(const io::TensorSource& file);
 };
 
+/// One up-block with its layers.
 class UpBlock {
  public:
   /// The up-block of \p config under \p prefix of \p weights, for inputs of \p bands with at
@@ -39,6 +41,7 @@ class UpBlock {
   UpBlock(const RowBands& bands, const WeightMap& weights, const std::string& prefix, const StageConfig& config,
           int max_frames);
 
+  /// Its shape.
   const StageConfig& config() const { return config_; }
   /// The bands of the output (twice the rows with an upsampler).
   RowBands output_bands() const { return resample_ ? bands_.upsampled() : bands_; }
@@ -52,6 +55,7 @@ class UpBlock {
            const Activation<>* out_view = nullptr);
   /// The next call starts a new clip (every cache empty).
   void reset();
+  /// Traffic of its halo exchanges so far.
   HaloStats halo_stats() const;
 
  private:
