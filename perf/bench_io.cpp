@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
     {
-      const auto c_order = khalo::io::SnapshotWriter::to_host_c_order(band);
-      if (c_order.empty()) std::printf("empty\n");
+      const auto c_order = khalo::io::detail::host_c_order(band);
+      if (c_order.data == nullptr) std::printf("empty\n");
     }
     const double conv = max_over_ranks(MPI_Wtime() - t0);
     // The baseline: one process, the same bytes, sequential write() and fsync().

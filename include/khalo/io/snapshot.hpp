@@ -11,7 +11,9 @@
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -65,6 +67,160 @@ struct PathSpec {
 /// Splits \p spec at its last ':' into file and dataset (\p default_dataset when there is no ':').
 PathSpec parse_path_spec(const std::string& spec, const std::string& default_dataset = "/data");
 
+namespace detail {
+
+/// Uninitialised host memory of \p bytes for staging snapshot I/O, aligned to 2 MiB and advised to
+/// use huge pages: first touching a large buffer page by page (4 KiB) costs more than the copy into it.
+/// Throws std::bad_alloc. Free with free_staging(). Defined in src/io/snapshot_writer.cpp.
+void* allocate_staging(std::size_t bytes);
+/// Frees what allocate_staging() returned (nullptr too).
+void free_staging(void* p) noexcept;
+
+/// An uninitialised host buffer of \p T from allocate_staging(), or none; move-only.
+template <class T>
+class Staging {
+ public:
+  Staging() = default;
+  /// Owns an uninitialised buffer of \p n elements.
+  explicit Staging(std::size_t n) : owned_(static_cast<T*>(allocate_staging(n * sizeof(T)))) {}
+  /// The elements (nullptr when none).
+  T* data() const noexcept { return owned_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const noexcept { free_staging(p); }
+  };
+  std::unique_ptr<T, Free> owned_;
+};
+
+/// Values in logical C order on the host: \p data points either into the caller's View or into \p staging.
+template <class T>
+struct HostCOrder {
+  Staging<T> staging;       ///< the copy, when one was needed
+  const T* data = nullptr;  ///< the values
+};
+
+/// The element strides of a dense array of extents \p e in C order.
+inline std::vector<std::int64_t> c_order_strides(const std::vector<std::int64_t>& e) {
+  std::vector<std::int64_t> s(e.size(), 1);
+  for (std::size_t d = e.size(); d-- > 1;) s[d - 1] = s[d] * e[d];
+  return s;
+}
+
+/// True when strides \p s lay out extents \p e densely in C order (dimensions of extent 1 aside).
+inline bool is_c_order(const std::vector<std::int64_t>& e, const std::vector<std::int64_t>& s) {
+  const auto c = c_order_strides(e);
+  for (std::size_t d = 0; d < e.size(); ++d) {
+    if (e[d] > 1 && s[d] != c[d]) return false;
+  }
+  return true;
+}
+
+/// Copies the array of extents \p ext from \p src (element strides \p ss) to \p dst (strides \p ds) on
+/// the host, in parallel over the host execution space. When the two sides are fastest along different
+/// dimensions the copy goes tile by tile (a transpose), so that both are read and written in runs of
+/// whole cache lines.
+template <class T>
+void copy_strided(const T* src, const std::vector<std::int64_t>& ss, T* dst, const std::vector<std::int64_t>& ds,
+                  const std::vector<std::int64_t>& ext) {
+  const std::size_t rank = ext.size();
+  for (const auto e : ext) {
+    if (e == 0) return;
+  }
+  if (rank == 0) {
+    *dst = *src;
+    return;
+  }
+  // a: the dimension along which dst is fastest; b: the one along which src is.
+  auto fastest = [&](const std::vector<std::int64_t>& st) {
+    std::size_t best = rank - 1;
+    for (std::size_t d = 0; d < rank; ++d) {
+      if (ext[d] > 1 && (ext[best] == 1 || st[d] < st[best])) best = d;
+    }
+    return best;
+  };
+  const std::size_t a = fastest(ds), b = fastest(ss);
+  const bool same = a == b;
+  constexpr std::int64_t tile = 128 / static_cast<std::int64_t>(sizeof(T));  // two cache lines
+  const std::int64_t ea = ext[a], eb = same ? 1 : ext[b];
+  const std::int64_t btiles = (eb + tile - 1) / tile;
+  std::vector<std::int64_t> outer_ext, outer_ss, outer_ds;  // every other dimension, slowest first
+  for (std::size_t d = 0; d < rank; ++d) {
+    if (d == a || d == b) continue;
+    outer_ext.push_back(ext[d]);
+    outer_ss.push_back(ss[d]);
+    outer_ds.push_back(ds[d]);
+  }
+  std::int64_t outer = 1;
+  for (const auto e : outer_ext) outer *= e;
+  const std::int64_t sa = ss[a], da = ds[a], sb = ss[b], db = ds[b];
+  Kokkos::parallel_for("khalo::io::copy_strided",
+                       Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, outer * btiles),
+                       [=](const std::int64_t item) {
+                         std::int64_t rest = item / btiles, so = 0, dof = 0;
+                         for (std::size_t d = outer_ext.size(); d-- > 0;) {
+                           const std::int64_t i = rest % outer_ext[d];
+                           rest /= outer_ext[d];
+                           so += i * outer_ss[d];
+                           dof += i * outer_ds[d];
+                         }
+                         if (same) {
+                           const T* s = src + so;
+                           T* t = dst + dof;
+                           if (sa == 1 && da == 1) {
+                             std::memcpy(t, s, static_cast<std::size_t>(ea) * sizeof(T));
+                           } else {
+                             for (std::int64_t j = 0; j < ea; ++j) t[j * da] = s[j * sa];
+                           }
+                           return;
+                         }
+                         const std::int64_t b0 = item % btiles * tile, b1 = std::min(eb, b0 + tile);
+                         for (std::int64_t a0 = 0; a0 < ea; a0 += tile) {
+                           const std::int64_t a1 = std::min(ea, a0 + tile);
+                           for (std::int64_t i = b0; i < b1; ++i) {
+                             const T* s = src + so + i * sb;
+                             T* t = dst + dof + i * db;
+                             for (std::int64_t j = a0; j < a1; ++j) t[j * da] = s[j * sa];
+                           }
+                         }
+                       });
+  Kokkos::DefaultHostExecutionSpace().fence();
+}
+
+/// The values of \p v in logical C order on the host: \p v's own memory when it is that already
+/// (host-accessible, dense, C order), else one copy into a staging buffer.
+template <class View>
+HostCOrder<typename View::non_const_value_type> host_c_order(const View& v) {
+  using T = typename View::non_const_value_type;
+  const auto ext = khalo::detail::extents_of(v);
+  const auto n = static_cast<std::size_t>(khalo::detail::element_count(ext));
+  HostCOrder<T> out;
+  if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible) {
+    const auto strides = khalo::detail::strides_of(v);
+    if (is_c_order(ext, strides)) {
+      out.data = v.data();
+      return out;
+    }
+    out.staging = Staging<T>(n);
+    copy_strided<T>(v.data(), strides, out.staging.data(), c_order_strides(ext), ext);
+  } else {
+    // On the device first (its own transpose), then one copy to the host.
+    using Right = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutRight, typename View::memory_space>;
+    Kokkos::LayoutRight l;
+    for (std::size_t d = 0; d < ext.size(); ++d) l.dimension[d] = static_cast<std::size_t>(ext[d]);
+    Right dense(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing), l);
+    Kokkos::deep_copy(dense, v);
+    out.staging = Staging<T>(n);
+    Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> host(out.staging.data(), n);
+    Kokkos::View<T*, typename View::memory_space, Kokkos::MemoryUnmanaged> flat(dense.data(), n);
+    Kokkos::deep_copy(host, flat);
+  }
+  out.data = out.staging.data();
+  return out;
+}
+
+}  // namespace detail
+
 /// Writes datasets into one snapshot file; collective over its communicator.
 /// Nothing appears under the target name until commit(); a writer destroyed
 /// (or killed) before that leaves any previous file there untouched.
@@ -105,8 +261,9 @@ class SnapshotWriter {
     Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
     for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
     const std::string format = (View::rank == 4 || View::rank == 5) ? format_name(owned) : "contiguous";
-    write_raw(name, dec.global_extents(), slab, error.empty() ? to_host_c_order(owned).data() : nullptr, dtype_of<T>(),
-              format, step, error);
+    detail::HostCOrder<T> values;
+    if (error.empty()) values = detail::host_c_order(owned);
+    write_raw(name, dec.global_extents(), slab, values.data, dtype_of<T>(), format, step, error);
   }
 
   /// The same from a host buffer in C order; collective. A non-empty \p local_error
@@ -199,15 +356,28 @@ class SnapshotReader {
     }
     Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
     for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
-    std::vector<T> host(static_cast<std::size_t>(khalo::detail::element_count(extents)));
-    read_raw(name, dec.global_extents(), slab, host.data(), dtype_of<T>(), error);
-    using Right = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutRight, typename View::memory_space>;
-    Right dense(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing),
-                SnapshotWriter::khalo_layout_right(extents));
-    Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> src(host.data(), host.size());
-    Kokkos::View<T*, typename View::memory_space, Kokkos::MemoryUnmanaged> flat(dense.data(), dense.span());
-    Kokkos::deep_copy(flat, src);
-    Kokkos::deep_copy(owned, dense);
+    const auto n = static_cast<std::size_t>(khalo::detail::element_count(extents));
+    if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible) {
+      // Straight into the View when it is dense C order, else through one staging buffer and one copy.
+      const auto strides = khalo::detail::strides_of(owned);
+      if (error.empty() && detail::is_c_order(extents, strides)) {
+        read_raw(name, dec.global_extents(), slab, owned.data(), dtype_of<T>(), error);
+        return;
+      }
+      detail::Staging<T> host(error.empty() ? n : 0);
+      read_raw(name, dec.global_extents(), slab, host.data(), dtype_of<T>(), error);
+      detail::copy_strided<T>(host.data(), detail::c_order_strides(extents), owned.data(), strides, extents);
+    } else {
+      detail::Staging<T> host(error.empty() ? n : 0);
+      read_raw(name, dec.global_extents(), slab, host.data(), dtype_of<T>(), error);
+      using Right = Kokkos::View<typename View::non_const_data_type, Kokkos::LayoutRight, typename View::memory_space>;
+      Right dense(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing),
+                  SnapshotWriter::khalo_layout_right(extents));
+      Kokkos::View<T*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> src(host.data(), n);
+      Kokkos::View<T*, typename View::memory_space, Kokkos::MemoryUnmanaged> flat(dense.data(), dense.span());
+      Kokkos::deep_copy(flat, src);
+      Kokkos::deep_copy(owned, dense);
+    }
   }
 
   /// Reads the block \p mine of dataset \p name (whose shape must be \p
