@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -69,28 +70,26 @@ PathSpec parse_path_spec(const std::string& spec, const std::string& default_dat
 
 namespace detail {
 
-/// Uninitialised host memory of \p bytes for staging snapshot I/O, aligned to 2 MiB and advised to
-/// use huge pages: first touching a large buffer page by page (4 KiB) costs more than the copy into it.
-/// Throws std::bad_alloc. Free with free_staging(). Defined in src/io/snapshot_writer.cpp.
-void* allocate_staging(std::size_t bytes);
-/// Frees what allocate_staging() returned (nullptr too).
-void free_staging(void* p) noexcept;
+/// Advises the kernel to back the whole 2 MiB pages inside [\p p, \p p + \p bytes) with huge pages
+/// (madvise(MADV_HUGEPAGE), where transparent huge pages are "madvise" only): first touching a large
+/// buffer 4 KiB page by page costs more than the copy into it. Best effort. In src/io/snapshot_writer.cpp.
+void advise_huge_pages(void* p, std::size_t bytes) noexcept;
 
-/// An uninitialised host buffer of \p T from allocate_staging(), or none; move-only.
+/// An uninitialised host buffer of \p T for staging snapshot I/O, labelled `khalo::io::c_order` (Kokkos
+/// Tools see it, and tests/fault fails it by that label), advised to use huge pages.
 template <class T>
 class Staging {
  public:
   Staging() = default;
-  /// Owns an uninitialised buffer of \p n elements.
-  explicit Staging(std::size_t n) : owned_(static_cast<T*>(allocate_staging(n * sizeof(T)))) {}
+  /// Allocates \p n elements, uninitialised.
+  explicit Staging(std::size_t n) : view_(Kokkos::view_alloc("khalo::io::c_order", Kokkos::WithoutInitializing), n) {
+    advise_huge_pages(view_.data(), n * sizeof(T));
+  }
   /// The elements (nullptr when none).
-  T* data() const noexcept { return owned_.get(); }
+  T* data() const noexcept { return view_.data(); }
 
  private:
-  struct Free {
-    void operator()(T* p) const noexcept { free_staging(p); }
-  };
-  std::unique_ptr<T, Free> owned_;
+  Kokkos::View<T*, Kokkos::HostSpace> view_;
 };
 
 /// Values in logical C order on the host: \p data points either into the caller's View or into \p staging.
@@ -187,6 +186,69 @@ void copy_strided(const T* src, const std::vector<std::int64_t>& ss, T* dst, con
   Kokkos::DefaultHostExecutionSpace().fence();
 }
 
+/// How write() cuts a rank's block into pieces that go to the file one after another through one small
+/// staging buffer: the dimensions slowest in the View's memory are taken one index at a time (\p split),
+/// the next one in ranges of \p run (\p last), so that a piece is at most the target size and a contiguous
+/// stretch of the View's memory.
+struct PiecePlan {
+  std::vector<std::int64_t> ext;   ///< the block's extents
+  std::vector<std::size_t> split;  ///< dimensions taken one index at a time, slowest first
+  std::size_t last = 0;            ///< the dimension cut into ranges, when \p has_last
+  bool has_last = false;           ///< whether \p last is cut
+  std::int64_t run = 1;            ///< the length of those ranges
+  std::int64_t count = 1;          ///< the number of pieces
+  std::int64_t max_elements = 0;   ///< the largest piece's element count
+
+  /// The \p i-th piece, in the block's own coordinates.
+  Hyperslab piece(std::int64_t i) const {
+    Hyperslab h{std::vector<std::int64_t>(ext.size(), 0), ext};
+    if (has_last) {
+      const std::int64_t ranges = (ext[last] + run - 1) / run, j = i % ranges;
+      i /= ranges;
+      h.offset[last] = j * run;
+      h.count[last] = std::min(run, ext[last] - j * run);
+    }
+    for (std::size_t k = split.size(); k-- > 0;) {
+      const std::size_t d = split[k];
+      h.offset[d] = i % ext[d];
+      h.count[d] = 1;
+      i /= ext[d];
+    }
+    return h;
+  }
+};
+
+/// Cuts a block of extents \p ext whose View has strides \p strides into pieces of at most \p target
+/// elements where possible (see PiecePlan).
+inline PiecePlan plan_pieces(const std::vector<std::int64_t>& ext, const std::vector<std::int64_t>& strides,
+                             std::int64_t target) {
+  PiecePlan p;
+  p.ext = ext;
+  std::vector<std::size_t> order;
+  for (std::size_t d = 0; d < ext.size(); ++d) {
+    if (ext[d] > 1) order.push_back(d);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return strides[a] > strides[b]; });
+  std::int64_t rest = khalo::detail::element_count(ext);
+  for (std::size_t k = 0; k < order.size() && rest > target; ++k) {
+    const std::size_t d = order[k];
+    const std::int64_t inner = rest / ext[d];
+    if (inner >= target) {
+      p.split.push_back(d);
+      p.count *= ext[d];
+      rest = inner;
+    } else {
+      p.has_last = true;
+      p.last = d;
+      p.run = std::max<std::int64_t>(1, target / inner);
+      p.count *= (ext[d] + p.run - 1) / p.run;
+      rest = inner * p.run;
+    }
+  }
+  p.max_elements = rest;
+  return p;
+}
+
 /// The values of \p v in logical C order on the host: \p v's own memory when it is that already
 /// (host-accessible, dense, C order), else one copy into a staging buffer.
 template <class View>
@@ -261,6 +323,29 @@ class SnapshotWriter {
     Hyperslab slab{std::vector<std::int64_t>(extents.size()), extents};
     for (int d = 0; d < dec.rank(); ++d) slab.offset[static_cast<std::size_t>(d)] = dec.owned(d).begin;
     const std::string format = (View::rank == 4 || View::rank == 5) ? format_name(owned) : "contiguous";
+    if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible) {
+      const auto strides = khalo::detail::strides_of(owned);
+      if (error.empty() && !detail::is_c_order(extents, strides)) {
+        // Piece by piece through one staging buffer of a few MiB: the converted values are still in cache
+        // when HDF5 copies them to the file, and no buffer the size of the block is allocated and touched.
+        const auto plan = detail::plan_pieces(extents, strides, static_cast<std::int64_t>(piece_bytes / sizeof(T)));
+        detail::Staging<T> buf(static_cast<std::size_t>(plan.max_elements));
+        write_pieces(
+            name, dec.global_extents(), slab, plan.count,
+            [&](std::int64_t i, Hyperslab& piece) -> const void* {
+              piece = plan.piece(i);
+              const T* src = owned.data();
+              for (std::size_t d = 0; d < extents.size(); ++d) {
+                src += piece.offset[d] * strides[d];
+                piece.offset[d] += slab.offset[d];
+              }
+              detail::copy_strided<T>(src, strides, buf.data(), detail::c_order_strides(piece.count), piece.count);
+              return buf.data();
+            },
+            dtype_of<T>(), format, step);
+        return;
+      }
+    }
     detail::HostCOrder<T> values;
     if (error.empty()) values = detail::host_c_order(owned);
     write_raw(name, dec.global_extents(), slab, values.data, dtype_of<T>(), format, step, error);
@@ -287,6 +372,15 @@ class SnapshotWriter {
       return "contiguous";
     }
   }
+  /// The size of the pieces write() converts and writes one after another.
+  static constexpr std::size_t piece_bytes = std::size_t{8} << 20;
+  /// Gives the \p i-th piece of this rank's block: sets its block (global coordinates) and returns its
+  /// values in C order, valid until the next call.
+  using PieceSource = std::function<const void*(std::int64_t i, Hyperslab& piece)>;
+  /// write_raw() for a block given as \p pieces pieces (this rank's count) by \p source; collective.
+  void write_pieces(const std::string& name, const std::vector<std::int64_t>& global_shape, const Hyperslab& mine,
+                    std::int64_t pieces, const PieceSource& source, DType dtype, const std::string& memory_format,
+                    std::optional<std::int64_t> step, const std::string& local_error = {});
   struct Impl;
   std::unique_ptr<Impl> impl_;
 
