@@ -180,9 +180,6 @@ void SnapshotWriter::write_pieces(const std::string& name, const std::vector<std
     const std::string disagree = khalo::detail::disagreement(c, sig, {});
     khalo::detail::throw_if_any<Error>(c, disagree.empty() ? (error.empty() ? "" : where + error) : where + disagree);
     const int ranks = m.comm.size();
-    // Every rank takes part in as many collective transfers as the rank with the most pieces.
-    std::int64_t rounds = 0;
-    KHALO_MPI_CHECK(MPI_Allreduce(&pieces, &rounds, 1, MPI_INT64_T, MPI_MAX, c));
     collectively(c, where, [&] {
       auto [filespace, memspace] = select(global_shape, mine);
       PropList lcpl(KHALO_H5_CHECK(H5Pcreate(H5P_LINK_CREATE)));
@@ -200,10 +197,14 @@ void SnapshotWriter::write_pieces(const std::string& name, const std::vector<std
       write_int_attribute(ds.get(), "ranks", ranks);
       if (step) write_int_attribute(ds.get(), "step", *step);
       PropList dxpl(KHALO_H5_CHECK(H5Pcreate(H5P_DATASET_XFER)));
-      KHALO_H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE));
-      for (std::int64_t i = 0; i < rounds; ++i) {
-        Hyperslab piece{mine.offset, std::vector<std::int64_t>(mine.count.size(), 0)};  // none left: selects nothing
-        const void* values = i < pieces ? source(i, piece) : nullptr;
+      // Independent transfers: each rank writes its own pieces straight to the file. Collective ones went
+      // through OMPIO's aggregation (one more copy and an exchange between ranks) and, in pieces, one
+      // round of it per piece: bench_io --mib 256 at 2 ranks, write() 0.89-0.93 s collective, 0.60-0.62 s
+      // independent. The dataset, its attributes and the commit stay collective.
+      KHALO_H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT));
+      for (std::int64_t i = 0; i < pieces; ++i) {
+        Hyperslab piece;
+        const void* values = source(i, piece);
         auto [piece_file, piece_mem] = select(global_shape, piece);
         KHALO_H5_CHECK(H5Dwrite(ds.get(), native(dtype), piece_mem.get(), piece_file.get(), dxpl.get(), values));
       }
