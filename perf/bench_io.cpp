@@ -3,6 +3,9 @@
 // writing the same bytes sequentially with plain POSIX write() + fsync.
 // Time = max over ranks, median of repetitions.
 //   mpirun -np 2 bench_io [--mib M] [--reps R] [--dir DIR] [--json FILE]
+// It also prints where the time goes (medians, slowest rank): the writer's
+// constructor, write() (of which the conversion to C order alone, timed apart),
+// commit() (close, sync, rename); the reader's constructor (probe) and read().
 #include <khalo/io/snapshot.hpp>
 #include <khalo/runtime.hpp>
 
@@ -55,23 +58,37 @@ int main(int argc, char** argv) {
   Kokkos::deep_copy(band, 1.5f);
   const double bytes = 4.0 * C * T * H * W;
   const std::string path = dir + "/khalo-bench-io.h5";
-  std::vector<double> tw, tr, ts;
+  std::vector<double> tw, tr, ts, t_open, t_write, t_commit, t_ropen, t_read, t_conv;
   for (int r = 0; r < reps + 1; ++r) {
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = MPI_Wtime();
+    double p_open = 0, p_write = 0, p_commit = 0, p_ropen = 0, p_read = 0;
     {
       khalo::io::SnapshotWriter w(MPI_COMM_WORLD, path);
+      p_open = MPI_Wtime() - t0;
       w.write("/data", dec, band);
+      p_write = MPI_Wtime() - t0 - p_open;
       w.commit();
+      p_commit = MPI_Wtime() - t0 - p_open - p_write;
     }
     const double write = max_over_ranks(MPI_Wtime() - t0);
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
     {
       khalo::io::SnapshotReader rd(MPI_COMM_WORLD, path);
+      p_ropen = MPI_Wtime() - t0;
       rd.read("/data", dec, band);
+      p_read = MPI_Wtime() - t0 - p_ropen;
     }
     const double read = max_over_ranks(MPI_Wtime() - t0);
+    // The conversion to C order alone (what write() does before HDF5 sees the data).
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    {
+      const auto c_order = khalo::io::detail::host_c_order(band);
+      if (c_order.data == nullptr) std::printf("empty\n");
+    }
+    const double conv = max_over_ranks(MPI_Wtime() - t0);
     // The baseline: one process, the same bytes, sequential write() and fsync().
     double seq = 0;
     if (rank == 0) {
@@ -97,6 +114,14 @@ int main(int argc, char** argv) {
       tw.push_back(write);
       tr.push_back(read);
       ts.push_back(seq);
+      t_open.push_back(max_over_ranks(p_open));
+      t_write.push_back(max_over_ranks(p_write));
+      t_commit.push_back(max_over_ranks(p_commit));
+      t_ropen.push_back(max_over_ranks(p_ropen));
+      t_read.push_back(max_over_ranks(p_read));
+      t_conv.push_back(conv);
+    } else {
+      for (double p : {p_open, p_write, p_commit, p_ropen, p_read}) (void)max_over_ranks(p);
     }
   }
   if (rank == 0) std::remove(path.c_str());
@@ -106,6 +131,11 @@ int main(int argc, char** argv) {
         "snapshot of %.1f MiB on %d ranks: write %.3f s (%.2f GB/s), read %.3f s (%.2f GB/s); "
         "plain sequential write of the same bytes %.3f s (%.2f GB/s)\n",
         bytes / (1 << 20), runtime.world_size(), w, bytes / w * 1e-9, rd, bytes / rd * 1e-9, s, bytes / s * 1e-9);
+    std::printf("  vs plain: write %.2fx, read %.2fx\n", s / w, s / rd);
+    std::printf(
+        "  where: writer open %.3f s, write() %.3f s (C-order conversion alone %.3f s), commit %.3f s; "
+        "reader open %.3f s, read() %.3f s\n",
+        median(t_open), median(t_write), median(t_conv), median(t_commit), median(t_ropen), median(t_read));
     if (!json.empty()) {
       std::ofstream o(json);
       o << "[{\"bench\": \"snapshot_io\", \"ranks\": " << runtime.world_size() << ", \"bytes\": " << bytes

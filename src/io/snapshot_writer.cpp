@@ -26,10 +26,32 @@
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/io/snapshot.hpp>
 
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 
 namespace khalo::io {
+
+namespace detail {
+
+void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#ifdef MADV_HUGEPAGE
+  // Debian's default is "madvise": without this a 128 MiB buffer takes 32768 page faults on first touch
+  // (0.18 s measured here), with it 64 (0.05 s).
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
+  if (p != nullptr && end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+}  // namespace detail
 
 using namespace khalo::io::detail;
 
@@ -125,6 +147,23 @@ void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::i
                                const Hyperslab& mine, const void* host_c_order, DType dtype,
                                const std::string& memory_format, std::optional<std::int64_t> step,
                                const std::string& local_error) {
+  std::string error = local_error;
+  bool empty = false;
+  for (const auto n : mine.count) empty = empty || n == 0;
+  if (error.empty() && !empty && host_c_order == nullptr && check_slab(global_shape, mine).empty()) error = "no data";
+  write_pieces(
+      name, global_shape, mine, 1,
+      [&](std::int64_t, Hyperslab& piece) {
+        piece = mine;
+        return host_c_order;
+      },
+      dtype, memory_format, step, error);
+}
+
+void SnapshotWriter::write_pieces(const std::string& name, const std::vector<std::int64_t>& global_shape,
+                                  const Hyperslab& mine, std::int64_t pieces, const PieceSource& source, DType dtype,
+                                  const std::string& memory_format, std::optional<std::int64_t> step,
+                                  const std::string& local_error) {
   QuietHdf5Errors quiet;
   Impl& m = *impl_;
   const std::string where = m.where + "dataset '" + name + "': ";
@@ -134,9 +173,6 @@ void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::i
     const std::string path = normalize(name);
     std::string error = local_error;
     if (error.empty()) error = check_slab(global_shape, mine);
-    bool empty = false;
-    for (const auto n : mine.count) empty = empty || n == 0;
-    if (error.empty() && !empty && host_c_order == nullptr) error = "no data";
     if (error.empty() && link_exists(m.file.get(), path)) error = "already written to this snapshot";
     std::vector<std::int64_t> sig(global_shape);
     sig.push_back(static_cast<std::int64_t>(dtype));
@@ -161,8 +197,17 @@ void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::i
       write_int_attribute(ds.get(), "ranks", ranks);
       if (step) write_int_attribute(ds.get(), "step", *step);
       PropList dxpl(KHALO_H5_CHECK(H5Pcreate(H5P_DATASET_XFER)));
-      KHALO_H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE));
-      KHALO_H5_CHECK(H5Dwrite(ds.get(), native(dtype), memspace.get(), filespace.get(), dxpl.get(), host_c_order));
+      // Independent transfers: each rank writes its own pieces straight to the file. Collective ones went
+      // through OMPIO's aggregation (one more copy and an exchange between ranks) and, in pieces, one
+      // round of it per piece: bench_io --mib 256 at 2 ranks, write() 0.89-0.93 s collective, 0.60-0.62 s
+      // independent. The dataset, its attributes and the commit stay collective.
+      KHALO_H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT));
+      for (std::int64_t i = 0; i < pieces; ++i) {
+        Hyperslab piece;
+        const void* values = source(i, piece);
+        auto [piece_file, piece_mem] = select(global_shape, piece);
+        KHALO_H5_CHECK(H5Dwrite(ds.get(), native(dtype), piece_mem.get(), piece_file.get(), dxpl.get(), values));
+      }
       ds.close();
     });
   });

@@ -91,6 +91,35 @@ TYPED_TEST(SnapshotLayouts, RoundTripOnAnyRankCounts) {
   }
 }
 
+// A channels-last block larger than SnapshotWriter::piece_bytes goes to the file in several pieces (ranks
+// may have different numbers of them); the file must hold the same values in the same places.
+TEST(Snapshot, LargeBlocksGoInPiecesBitForBit) {
+  TempDir dir;
+  const std::string path = dir.file("large.h5");
+  const Index global{1, 64, 4, 3 * world_size() + 131, 160};  // 2.7M+ floats per rank at 2 ranks, > 8 MiB
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, global);
+  auto band = khalo::allocate<float*****>("band", dec.local_extents(), khalo::MemoryFormat::channels_last_3d);
+  const auto first = dec.owned(3).begin;
+  khalo::test::fill(band, [&](Index i) {
+    i[3] += first;
+    return khalo::test::value_at(i);
+  });
+  {
+    SnapshotWriter w(MPI_COMM_WORLD, path);
+    w.write("/data", dec, band);
+    w.commit();
+  }
+  auto into = khalo::allocate<float*****>("into", dec.local_extents(), khalo::MemoryFormat::contiguous);
+  SnapshotReader r(MPI_COMM_WORLD, path);
+  r.read("/data", dec, into);
+  std::vector<float> want;
+  khalo::test::for_each_index(dec.local_extents(), [&](Index i) {
+    i[3] += first;
+    want.push_back(static_cast<float>(khalo::test::value_at(i)));
+  });
+  EXPECT_EQ(khalo::test::to_logical(into), want);
+}
+
 TEST(Snapshot, MemoryFormatAttributeIsTheWriters) {
   TempDir dir;
   const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 4, 2, 2 * world_size(), 3});
