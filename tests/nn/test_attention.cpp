@@ -207,7 +207,10 @@ TEST(AttentionBands, EmptyBandTakesPart) {
   const auto alone = run_layer(MPI_COMM_SELF, k, w, MemoryFormat::contiguous);
   const auto mine = rows_of(alone.values, k.shape, distributed.first_row, distributed.rows);
   ASSERT_EQ(mine.size(), distributed.values.size());
-  EXPECT_EQ(std::memcmp(mine.data(), distributed.values.data(), mine.size() * sizeof(float)), 0);
+  // The empty band's vectors have no data (memcmp must not see their null pointers).
+  if (!mine.empty()) {
+    EXPECT_EQ(std::memcmp(mine.data(), distributed.values.data(), mine.size() * sizeof(float)), 0);
+  }
 }
 
 // Weights of another channel count on the last rank alone: every rank throws the same message.
