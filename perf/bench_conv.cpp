@@ -5,7 +5,9 @@
 // upsampler's fused nearest-2x 3x3 (96 -> 48, output 96 x 208), each also as a
 // ratio to the 3x3x3 of the same round; --rounds N repeats the whole set.
 // --team: the team kernel (ConvAlgorithm::team) instead of the host kernels.
-//   bench_conv [--quick] [--channels C] [--layers] [--rounds N] [--team] [--json FILE]
+// --cout N: the 3x3x3 shapes with N output channels instead of C (the decoder's conv_out is
+// --channels 96 --cout 3).
+//   bench_conv [--quick] [--channels C] [--cout N] [--layers] [--rounds N] [--team] [--json FILE]
 #include <khalo/nn/conv.hpp>
 #include <khalo/runtime.hpp>
 
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string json;
   int only = 0;  // --channels C: only the shapes with C channels
+  int cout = 0;  // --cout N: N output channels (0: as many as in)
   bool layers = false;
   int rounds = 1;
   for (int i = 1; i < argc; ++i) {
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--team") == 0) algorithm = khalo::nn::ConvAlgorithm::team;
     if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) rounds = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--channels") == 0 && i + 1 < argc) only = std::atoi(argv[++i]);
+    if (std::strcmp(argv[i], "--cout") == 0 && i + 1 < argc) cout = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
   }
   std::vector<std::array<int, 4>> shapes =
@@ -116,14 +120,14 @@ int main(int argc, char** argv) {
     shapes.clear();
   }
   if (!shapes.empty())
-    std::printf("%-18s %5s %3s %4s %4s %12s %10s  %s\n", "layout", "C", "T", "H", "W", "median ms", "GFLOP/s",
-                "kernel");
+    std::printf("%-18s %5s %5s %3s %4s %4s %12s %10s  %s\n", "layout", "C", "Cout", "T", "H", "W", "median ms",
+                "GFLOP/s", "kernel");
   for (auto f : {khalo::MemoryFormat::channels_last_3d, khalo::MemoryFormat::contiguous}) {
     for (auto s : shapes) {
       if (only > 0 && s[0] != only) continue;
-      const auto r = run(f, s[0], s[1], s[2], s[3], quick ? 2 : 5);
-      std::printf("%-18s %5d %3d %4d %4d %12.3f %10.2f  %s\n", r.layout.c_str(), r.c, r.t, r.h, r.w, r.median_s * 1e3,
-                  r.gflops, r.kernel.c_str());
+      const auto r = run(f, s[0], s[1], s[2], s[3], quick ? 2 : 5, cout);
+      std::printf("%-18s %5d %5d %3d %4d %4d %12.3f %10.2f  %s\n", r.layout.c_str(), r.c, r.cout, r.t, r.h, r.w,
+                  r.median_s * 1e3, r.gflops, r.kernel.c_str());
       results.push_back(r);
     }
   }

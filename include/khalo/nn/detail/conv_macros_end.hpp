@@ -1,2 +1,3 @@
 // No #pragma once, on purpose: the closing half of conv_macros_begin.hpp.
 #undef KHALO_UNROLL
+#undef KHALO_KEEP_LOOP
