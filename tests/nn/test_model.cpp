@@ -159,3 +159,26 @@ TEST(ModelErrors, SameMessageOnEveryRank) {
 }
 
 }  // namespace
+
+// The layers' transient buffers come from one scratch per slot, shared by every resolution
+// built from one RowBands: sized for the largest reservation, and one slot never lends the
+// memory of another (a conv's input buffer and a block's conv1 output are in use together).
+TEST(Scratch, SharedAcrossResolutionsSizedForTheLargest) {
+  const khalo::ProcessGrid grid(MPI_COMM_WORLD, {world_size()});
+  const khalo::Decomposition dec(grid, {1, 4, 2, 4 * world_size(), 6}, {3});
+  const khalo::nn::RowBands low(dec, MemoryFormat::channels_last_3d);
+  const khalo::nn::RowBands high = low.upsampled();
+  using khalo::nn::ScratchSlot;
+  low.reserve(ScratchSlot::conv_input, 8, 3, 1);
+  high.reserve(ScratchSlot::conv_input, 4, 6, 1);  // the larger: 4 x 6 x 10 x 12 floats
+  low.reserve(ScratchSlot::block, 8, 1);
+  const auto a = low.borrow(ScratchSlot::conv_input, 8, 3, 1);
+  const auto b = high.borrow(ScratchSlot::conv_input, 4, 6, 1);
+  const auto c = low.borrow(ScratchSlot::block, 8, 1);
+  EXPECT_EQ(a.data(), b.data());
+  EXPECT_NE(a.data(), c.data());
+  EXPECT_EQ(b.span(), 4u * 6u * 10u * 12u);
+  // Every float of the largest borrow is writable (ASan checks the bound).
+  Kokkos::deep_copy(b, 1.0f);
+  EXPECT_EQ(b.extent(3), 10u);
+}

@@ -33,7 +33,8 @@ CausalConv3d::CausalConv3d(const RowBands& bands, const WeightMap& weights, cons
   ghost_ = w_.kh / 2;
   direct_ = w_.kt == 1 && w_.kh == 1 && prologue == Prologue::copy;
   if (direct_) return;
-  buffer_ = bands.allocate(key + ".in", w_.cin, 2 + max_frames, ghost_);
+  max_frames_ = max_frames;
+  bands.reserve(ScratchSlot::conv_input, w_.cin, 2 + max_frames, ghost_);
   cache_ = bands.allocate(key + ".cache", w_.cin, 2, ghost_);
   if (ghost_ > 0) halos_ = HaloPlans(bands, w_.cin);
 }
@@ -42,6 +43,7 @@ Strided5 CausalConv3d::prepare(const Strided5& x, int frames) {
   const LayerExec exec;
   const int N = static_cast<int>(bands_.batch()), C = w_.cin, W = static_cast<int>(bands_.width());
   const int rows = static_cast<int>(bands_.rows()), all_rows = rows + 2 * ghost_;
+  buffer_ = bands_.borrow(ScratchSlot::conv_input, C, 2 + max_frames_, ghost_);
   const Strided5 buf = strided(buffer_);
   if (cached_) {
     copy_frames(exec, strided(cache_), 0, buf, 0, 2, N, C, all_rows, W);

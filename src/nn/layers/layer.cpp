@@ -16,21 +16,47 @@ RowBands::RowBands(const Decomposition& dec, MemoryFormat format)
       h_(dec.global_extents().at(3)),
       w_(dec.global_extents().at(4)),
       rows_(dec.owned(3).size()),
-      first_row_(dec.owned(3).begin) {}
+      first_row_(dec.owned(3).begin),
+      scratch_(std::make_shared<std::array<Scratch, static_cast<std::size_t>(ScratchSlot::count)>>()) {}
+
+float* Scratch::borrow() {
+  if (memory_.extent(0) < size_) {
+    memory_ = {};  // the old one goes first: the two need not fit together
+    memory_ = allocate<float*, LayerMem>("khalo::nn::scratch", {static_cast<std::int64_t>(size_)}, StrideOrder{0});
+  }
+  return memory_.data();
+}
 
 RowBands RowBands::upsampled() const {
-  return RowBands(dec_.refined({n_, 1, 1, 2 * h_, 2 * w_}, {1, 1, 1, 2, 2}), format_);
+  RowBands up(dec_.refined({n_, 1, 1, 2 * h_, 2 * w_}, {1, 1, 1, 2, 2}), format_);
+  up.scratch_ = scratch_;
+  return up;
 }
 
 Decomposition RowBands::decomposition(std::int64_t channels, std::int64_t frames) const {
   return dec_.refined({n_, channels, frames, h_, w_});
 }
 
+std::vector<std::int64_t> RowBands::extents(std::int64_t channels, std::int64_t frames, int ghost) const {
+  return {n_, channels, frames, rows_ + 2 * ghost, w_};
+}
+
 Activation<LayerMem> RowBands::allocate(const std::string& label, std::int64_t channels, std::int64_t frames,
                                         int ghost) const {
-  auto a = make_activation<LayerMem>(label, {n_, channels, frames, rows_ + 2 * ghost, w_}, format_);
+  auto a = make_activation<LayerMem>(label, extents(channels, frames, ghost), format_);
   Kokkos::deep_copy(a, 0.0f);
   return a;
+}
+
+void RowBands::reserve(ScratchSlot slot, std::int64_t channels, std::int64_t frames, int ghost) const {
+  std::size_t floats = 1;
+  for (std::int64_t e : extents(channels, frames, ghost)) floats *= static_cast<std::size_t>(e);
+  scratch_->at(static_cast<std::size_t>(slot)).reserve(floats);
+}
+
+Activation<LayerMem> RowBands::borrow(ScratchSlot slot, std::int64_t channels, std::int64_t frames, int ghost) const {
+  float* memory = scratch_->at(static_cast<std::size_t>(slot)).borrow();
+  return Activation<LayerMem>(memory, dense_layout(extents(channels, frames, ghost), format_order(format_, 5)));
 }
 
 Decomposition checked_row_decomposition(MPI_Comm comm, const std::vector<std::int64_t>& shape, std::int64_t channels,

@@ -21,13 +21,15 @@ ResidualBlock::ResidualBlock(const RowBands& bands, const WeightMap& weights, co
     shortcut_.emplace(bands, weights, prefix + "conv_shortcut", max_frames);
     shortcut_out_ = bands.allocate(prefix + "shortcut.out", out_channels(), max_frames);
   }
-  y1_ = bands.allocate(prefix + "conv1.out", out_channels(), max_frames);
+  max_frames_ = max_frames;
+  bands.reserve(ScratchSlot::block, out_channels(), max_frames);
 }
 
 void ResidualBlock::run(const Strided5& x, int frames, const Strided5& out, bool keep_cache, const LayerLog& log,
                         const Activation<>* out_view, int out_row0) {
   const double outputs = static_cast<double>(bands_.batch() * frames * bands_.rows() * bands_.width()) *
                          static_cast<double>(out_channels());
+  y1_ = bands_.borrow(ScratchSlot::block, out_channels(), max_frames_);
   double t0 = log.start();
   ConvKernel kernel = conv1_.run(x, frames, strided(y1_), Strided5{}, keep_cache);
   log.report("conv1", t0, 2.0 * outputs * conv1_.macs_per_output(), &y1_, bands_, frames, 0, kernel.name());

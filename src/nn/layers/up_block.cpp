@@ -42,8 +42,13 @@ UpBlock::UpBlock(const RowBands& bands, const WeightMap& weights, const std::str
   for (int i = 0; i <= config.num_res_blocks; ++i) {
     const std::string p = prefix + "resnets." + std::to_string(i) + ".";
     blocks_.push_back(std::make_unique<ResidualBlock>(bands, weights, p, max_frames));
-    // Ghost rows for the resampler after the last block; the others are read without.
-    outs_.push_back(bands.allocate(p + "out", config.out_dim, max_frames, 1));
+  }
+  // Block i writes outs_[i % 2] and reads the other: two buffers serve any number of blocks.
+  // The last block writes the stage's output itself when no resampler follows. Ghost rows
+  // for the resampler after the last block; the others are read without.
+  const std::size_t kept = blocks_.size() - (config.upsample == Upsample::none ? 1 : 0);
+  for (std::size_t i = 0; i < kept && i < 2; ++i) {
+    outs_.push_back(bands.allocate(prefix + "out." + std::to_string(i), config.out_dim, max_frames, 1));
   }
   if (config.upsample != Upsample::none) {
     resample_ = std::make_unique<Resample>(bands, weights, prefix + "upsamplers.0.", config.upsample, max_frames);
@@ -56,12 +61,15 @@ void UpBlock::run(const Strided5& x, int frames, const Strided5& out, bool keep_
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     // The stage's output when nothing follows, else the block's own buffer (with ghost rows).
     const bool direct = i + 1 == blocks_.size() && !resample_;
-    const Strided5 o = direct ? out : strided(outs_[i]).shifted(0, 0, 0, 1, 0);
-    blocks_[i]->run(in, frames, o, keep_cache, log.under("resnets." + std::to_string(i) + "."),
-                    direct ? out_view : &outs_[i], direct ? 0 : 1);
+    const Activation<>* own = direct ? nullptr : &outs_[i % 2];
+    const Strided5 o = direct ? out : strided(*own).shifted(0, 0, 0, 1, 0);
+    blocks_[i]->run(in, frames, o, keep_cache, log.under("resnets." + std::to_string(i) + "."), direct ? out_view : own,
+                    direct ? 0 : 1);
     in = o;
   }
-  if (resample_) resample_->run(outs_.back(), frames, out, keep_cache, log.under("upsamplers.0."), out_view);
+  if (resample_) {
+    resample_->run(outs_[(blocks_.size() - 1) % 2], frames, out, keep_cache, log.under("upsamplers.0."), out_view);
+  }
 }
 
 void UpBlock::reset() {

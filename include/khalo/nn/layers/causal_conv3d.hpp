@@ -1,8 +1,8 @@
 #pragma once
 /// \file
 /// A causal Conv3d layer (docs/decoder.md §1–2) with what it keeps between calls: its packed
-/// weights, an input buffer with the cached frames in front and ghost rows around, the cache
-/// itself, and the halo plans of the buffer.
+/// weights, the cache, and the halo plans of its input buffer (the cached frames in front and
+/// ghost rows around, borrowed from the bands' scratch for the length of a call).
 
 #include <khalo/nn/conv.hpp>
 #include <khalo/nn/layers/layer.hpp>
@@ -44,7 +44,8 @@ class CausalConv3d {
 
   /// For launches of one's own (time_conv's interleaved halves): fills the input buffer for
   /// \p frames frames of \p x and returns it, shifted so that (n, c, t, h, w) is the first
-  /// tap of output (n, ., t, h, w). Kernels with 3 rows are not exchanged by this call.
+  /// tap of output (n, ., t, h, w). Kernels with 3 rows are not exchanged by this call. The
+  /// buffer is scratch: nothing between prepare() and finish() may borrow the bands' scratch.
   Strided5 prepare(const Strided5& x, int frames);
   /// After the launches on prepare()'s buffer: keeps the cache when asked.
   void finish(int frames, bool keep_cache);
@@ -59,9 +60,10 @@ class CausalConv3d {
   ConvWeights<LayerMem> w_;
   Prologue prologue_;
   Kokkos::View<float*, LayerMem> gamma_;
-  int ghost_ = 0;                // ghost rows each side: kh / 2
-  bool direct_ = false;          // 1x1x1 without prologue: reads x itself, keeps no buffer
-  Activation<LayerMem> buffer_;  // (N, cin, 2 + max_frames, rows + 2 ghost, W)
+  int ghost_ = 0;        // ghost rows each side: kh / 2
+  bool direct_ = false;  // 1x1x1 without prologue: reads x itself, keeps no buffer
+  int max_frames_ = 0;
+  Activation<LayerMem> buffer_;  // (N, cin, 2 + max_frames, rows + 2 ghost, W), borrowed in prepare()
   Activation<LayerMem> cache_;   // (N, cin, 2, rows + 2 ghost, W)
   bool cached_ = false;
   HaloPlans halos_;

@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -24,21 +25,55 @@ using LayerExec = Kokkos::DefaultExecutionSpace;
 /// Where their tensors live.
 using LayerMem = LayerExec::memory_space;
 
-/// This rank's band of rows of an (N, ., ., H, W) activation at one resolution.
+/// One allocation that layers borrow in turn. A layer reserves its size when it is built and
+/// uses the memory only within one call, keeping nothing in it from one call to the next:
+/// layers run one after another, so their transient buffers cost the largest of them instead
+/// of their sum.
+class Scratch {
+ public:
+  /// A borrower of up to \p floats floats.
+  void reserve(std::size_t floats) {
+    if (floats > size_) size_ = floats;
+  }
+  /// At least as many floats as the largest reservation so far, holding whatever the last
+  /// borrower left there. Allocated on first use (and again after a larger reservation, which
+  /// ends what earlier borrows pointed at).
+  float* borrow();
+
+ private:
+  std::size_t size_ = 0;
+  Kokkos::View<float*, Kokkos::LayoutStride, LayerMem> memory_;
+};
+
+/// Which Scratch a borrow comes from: borrows from different ones may be in use together.
+enum class ScratchSlot {
+  conv_input,  ///< a CausalConv3d's input buffer, from prepare() to finish()
+  block,       ///< a ResidualBlock's conv1 output, during its run()
+  count        ///< how many slots
+};
+
+/// This rank's band of rows of an (N, ., ., H, W) activation at one resolution, and the
+/// scratch memory of the layers built on it.
 class RowBands {
  public:
   /// \p dec splits dimension 3 (rows) of an (N, C, T, H, W) tensor; only N, H, W and the
-  /// split are kept.
+  /// split are kept. The bands get scratch of their own.
   RowBands(const Decomposition& dec, MemoryFormat format);
 
   /// The bands of a tensor upsampled 2x in H and W on every rank: each rank keeps the rows
-  /// its own rows became (so no data moves between layers).
+  /// its own rows became (so no data moves between layers). They share this one's scratch.
   RowBands upsampled() const;
   /// The decomposition of an (N, channels, frames, H, W) tensor split like this one.
   Decomposition decomposition(std::int64_t channels, std::int64_t frames) const;
   /// A zeroed activation (N, channels, frames, rows + 2 ghost, W) in the format.
   Activation<LayerMem> allocate(const std::string& label, std::int64_t channels, std::int64_t frames,
                                 int ghost = 0) const;
+  /// Reserves scratch in \p slot for an activation like allocate()'s (at build time).
+  void reserve(ScratchSlot slot, std::int64_t channels, std::int64_t frames, int ghost = 0) const;
+  /// An activation like allocate()'s in \p slot of the shared scratch, not zeroed: valid
+  /// until the next borrow from that slot by any layer built on these bands (or on bands made
+  /// from them or from which they were made).
+  Activation<LayerMem> borrow(ScratchSlot slot, std::int64_t channels, std::int64_t frames, int ghost = 0) const;
 
   MPI_Comm comm() const { return dec_.grid().comm(); }   ///< the ranks' communicator
   MemoryFormat format() const { return format_; }        ///< the activations' memory format
@@ -52,6 +87,8 @@ class RowBands {
   Decomposition dec_;  // (N, 1, 1, H, W)
   MemoryFormat format_;
   std::int64_t n_, h_, w_, rows_, first_row_;
+  std::shared_ptr<std::array<Scratch, static_cast<std::size_t>(ScratchSlot::count)>> scratch_;
+  std::vector<std::int64_t> extents(std::int64_t channels, std::int64_t frames, int ghost) const;
 };
 
 /// The row decomposition of an (N, C, T, H, W) input of \p channels channels over \p comm,

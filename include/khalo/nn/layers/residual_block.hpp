@@ -38,7 +38,8 @@ class ResidualBlock {
   RowBands bands_;
   CausalConv3d conv1_, conv2_;
   std::optional<CausalConv3d> shortcut_;
-  Activation<LayerMem> y1_;            // conv1's output (N, cout, max_frames, rows, W)
+  int max_frames_ = 0;
+  Activation<LayerMem> y1_;            // conv1's output (N, cout, max_frames, rows, W), borrowed in run()
   Activation<LayerMem> shortcut_out_;  // (N, cout, max_frames, rows, W) when there is a shortcut
 };
 

@@ -62,7 +62,7 @@ class UpBlock {
   RowBands bands_;
   StageConfig config_;
   std::vector<std::unique_ptr<ResidualBlock>> blocks_;
-  std::vector<Activation<LayerMem>> outs_;  // block outputs (N, out_dim, max_frames, rows + 2, W)
+  std::vector<Activation<LayerMem>> outs_;  // block outputs (N, out_dim, max_frames, rows + 2, W), in turn
   std::unique_ptr<Resample> resample_;
 };
 
