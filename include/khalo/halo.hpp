@@ -10,6 +10,7 @@
 #include <khalo/detail/halo_plan.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
+#include <khalo/runtime.hpp>
 
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
@@ -77,9 +78,10 @@ class [[nodiscard]] HaloExchange {
 /// Each View holds, along every split dimension d, `spec.of(d).low` ghost
 /// layers, its owned layers, then `spec.of(d).high` ghost layers; other
 /// dimensions are whole. Several Views (of any element type and layout)
-/// travel together, one packed message per neighbour; a face of a few large
-/// contiguous runs goes in place instead, one message per run, where both
-/// neighbours cut it into the same runs. A Halo may be moved, or destroyed,
+/// travel together, one packed message per neighbour; a face that is one
+/// contiguous run goes to MPI in place, and so does a face of a few large runs,
+/// one message per run, where both neighbours cut it into the same runs. A Halo
+/// may be moved, or destroyed,
 /// while an exchange it started is in flight: the HaloExchange keeps what it needs.
 template <class Exec = Kokkos::DefaultExecutionSpace, class MemSpace = typename Exec::memory_space>
 class Halo {
@@ -172,14 +174,7 @@ class Halo {
 
   template <class View>
   static detail::FieldType<Exec> type_of() {
-    using T = typename View::value_type;
-    detail::FieldType<Exec> t;
-    t.kernels = std::make_shared<detail::TypedKernels<Exec, T>>();
-    t.elem_size = sizeof(T);
-    t.align = alignof(T);
-    t.type_name = typeid(T).name();
-    t.type_code = static_cast<std::int64_t>(std::hash<std::string>{}(t.type_name) & 0x7fffffffffffffffULL);
-    return t;
+    return detail::field_type<Exec, typename View::value_type>();
   }
 
   template <class View>

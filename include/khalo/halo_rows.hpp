@@ -7,6 +7,8 @@
 
 #include <khalo/detail/block.hpp>
 #include <khalo/detail/comm.hpp>
+#include <khalo/detail/halo_engine.hpp>
+#include <khalo/detail/halo_plan.hpp>
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
@@ -16,6 +18,9 @@
 #include <Kokkos_Core.hpp>
 
 #include <climits>
+#include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -36,20 +41,20 @@ class HaloRows {
   /// second-to-last). Throws std::invalid_argument on every rank when ranks
   /// disagree on type, layout, k or the other extents, or a band that has a
   /// neighbour holds fewer than k rows.
-  HaloRows(MPI_Comm comm, const View& band, int k = 1, int dim = static_cast<int>(View::rank) - 2)
-      : comm_(detail::Comm::duplicate(comm)), k_(k), dim_(dim) {
+  HaloRows(MPI_Comm comm, const View& band, int k = 1, int dim = static_cast<int>(View::rank) - 2) : k_(k), dim_(dim) {
     const std::string where = "khalo::HaloRows: ";
     const int rank = static_cast<int>(View::rank);
-    const int me = comm_.rank();
-    const int size = comm_.size();
-    low_ = me > 0 ? me - 1 : MPI_PROC_NULL;
-    high_ = me + 1 < size ? me + 1 : MPI_PROC_NULL;
+    int me = 0, size = 1;
+    KHALO_MPI_CHECK(MPI_Comm_rank(comm, &me));
+    KHALO_MPI_CHECK(MPI_Comm_size(comm, &size));
+    const int low = me > 0 ? me - 1 : MPI_PROC_NULL;
+    const int high = me + 1 < size ? me + 1 : MPI_PROC_NULL;
     std::string error;
     if (dim < 0 || dim >= rank) {
       error = where + "split dimension " + std::to_string(dim) + " is outside 0.." + std::to_string(rank - 1);
     } else if (k < 1) {
       error = where + "k must be at least 1, got " + std::to_string(k);
-    } else if ((low_ != MPI_PROC_NULL || high_ != MPI_PROC_NULL) && static_cast<int>(band.extent(dim)) < k) {
+    } else if ((low != MPI_PROC_NULL || high != MPI_PROC_NULL) && static_cast<int>(band.extent(dim)) < k) {
       error = where + "rank " + std::to_string(me) + " holds " + std::to_string(band.extent(dim)) +
               " row(s), fewer than the " + std::to_string(k) + " its neighbours need";
     }
@@ -67,93 +72,44 @@ class HaloRows {
       sig.push_back(d == dim ? 0 : extents[static_cast<std::size_t>(d)]);
       names.push_back("extent " + std::to_string(d) + " (all but the split dimension must match)");
     }
-    const std::string disagree = detail::disagreement(comm_.get(), sig, names);
-    detail::throw_if_any(comm_.get(), disagree.empty() ? error : where + disagree);
+    const std::string disagree = detail::disagreement(comm, sig, names);
+    detail::throw_if_any(comm, disagree.empty() ? error : where + disagree);
 
-    stage_ = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible && !gpu_aware_mpi();
     auto row_extents = extents;
     row_extents[static_cast<std::size_t>(dim)] = k;
     top_ = allocate<typename View::non_const_data_type, memory_space>("khalo::HaloRows::top", row_extents, order);
     bottom_ = allocate<typename View::non_const_data_type, memory_space>("khalo::HaloRows::bottom", row_extents, order);
-    stats_.allocations += 2;  // top and bottom are the result; they exist on every rank
     // Open sides hold zeros from now on; exchanges never touch them.
     Kokkos::deep_copy(top_, value_type{});
     Kokkos::deep_copy(bottom_, value_type{});
-    if (stage_) {
-      top_host_ = Kokkos::create_mirror_view(top_);
-      bottom_host_ = Kokkos::create_mirror_view(bottom_);
-      stats_.allocations += 2;
-    }
+    // Halo's engine, with a plan of its own: one phase whose sends are the band's first and
+    // last k rows and whose receives are top and bottom (fields 1 and 2), no fills.
+    const auto type = detail::field_type<Exec, value_type>();
+    const std::vector<detail::FieldType<Exec>> types{type, type, type};
+    const bool stage = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible && !gpu_aware_mpi();
+    engine_ = std::make_shared<Engine>(
+        comm, "khalo::HaloRows", types, stage,
+        [types, low, high, k, dim](const std::vector<detail::FieldShape>& shapes, bool zero_copy, std::string& error) {
+          return std::vector<detail::Phase>{row_phase(shapes, types, low, high, k, dim, zero_copy, error)};
+        });
+    engine_->plan_for(shapes_of(band), true);
   }
 
   /// Fills top() with the last k rows of the rank above and bottom() with the
-  /// first k rows of the rank below. Blocks until done.
+  /// first k rows of the rank below. Blocks until done. It runs on khalo::Halo's
+  /// engine: rows that form one run go to MPI in place; a band of another row
+  /// count than before builds a new plan, collectively (as Halo: change shapes on
+  /// every rank together).
   void exchange(const Exec& exec, const View& band) {
     Kokkos::Profiling::pushRegion("khalo::HaloRows::exchange");
-    check_band(band);
-    const auto strides = detail::strides_of(band);
-    const auto order = stride_order(band);
-    const auto extents = detail::extents_of(band);
-    const std::int64_t rows = extents[static_cast<std::size_t>(dim_)];
-    std::vector<MPI_Request> req;
-    const auto bytes = [&](const detail::BlockWalk& w) { return static_cast<int>(w.count * sizeof(value_type)); };
-    auto rows_block = [&](std::int64_t begin) {
-      detail::Block b{detail::Extents(extents.size(), 0), extents};
-      b.lo[static_cast<std::size_t>(dim_)] = begin;
-      b.extent[static_cast<std::size_t>(dim_)] = k_;
-      return detail::make_walk(strides, order, b);
-    };
-    // Receives land in the row buffers themselves (dense, so contiguous).
-    auto recv = [&](buffer_type& buf, typename buffer_type::HostMirror& host, int peer, int tag) {
-      if (peer == MPI_PROC_NULL) return;
-      void* ptr = stage_ ? static_cast<void*>(host.data()) : static_cast<void*>(buf.data());
-      req.emplace_back();
-      const int n = static_cast<int>(buf.span() * sizeof(value_type));
-      KHALO_MPI_CHECK(MPI_Irecv(ptr, n, MPI_BYTE, peer, tag, comm_.get(), &req.back()));
-      stats_.bytes_received += n;
-    };
-    recv(top_, top_host_, low_, 1);
-    recv(bottom_, bottom_host_, high_, 0);
-    // Sends: straight from the band where its rows are contiguous, else packed once.
-    const detail::BlockWalk first = rows_block(0);
-    const detail::BlockWalk last = rows_block(rows - k_);
-    const bool direct = !stage_;
-    const value_type* src[2] = {nullptr, nullptr};
-    const int peers[2] = {low_, high_};
-    const detail::BlockWalk* walks[2] = {&first, &last};
-    for (int s = 0; s < 2; ++s) {
-      if (peers[s] == MPI_PROC_NULL) continue;
-      if (direct && walks[s]->contiguous()) {
-        src[s] = band.data() + walks[s]->base;
-        continue;
-      }
-      auto& buf = send_buffer(s, *walks[s]);
-      detail::pack_block(exec, band.data(), *walks[s], buf.data());
-      ++stats_.faces_packed;
-      stats_.bytes_packed += bytes(*walks[s]);
-      src[s] = buf.data();
-    }
-    exec.fence();  // MPI reads the band or the packed rows from here on
-    for (int s = 0; s < 2; ++s) {
-      if (peers[s] == MPI_PROC_NULL) continue;
-      const void* ptr = src[s];
-      if (stage_) {
-        Kokkos::deep_copy(exec, send_host_[s], send_[s]);
-        exec.fence();
-        ptr = send_host_[s].data();
-      }
-      req.emplace_back();
-      KHALO_MPI_CHECK(MPI_Isend(ptr, bytes(*walks[s]), MPI_BYTE, peers[s], s, comm_.get(), &req.back()));
-      ++stats_.messages;
-      stats_.bytes_sent += bytes(*walks[s]);
-    }
-    if (!req.empty()) {
-      KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(req.size()), req.data(), MPI_STATUSES_IGNORE));
-    }
-    if (stage_) {
-      if (low_ != MPI_PROC_NULL) Kokkos::deep_copy(exec, top_, top_host_);
-      if (high_ != MPI_PROC_NULL) Kokkos::deep_copy(exec, bottom_, bottom_host_);
-      exec.fence();
+    try {
+      check_band(band);
+      auto& plan = engine_->plan_for(shapes_of(band), false);
+      engine_->start(exec, plan, {static_cast<void*>(band.data()), top_.data(), bottom_.data()});
+      engine_->finish(exec);
+    } catch (...) {
+      Kokkos::Profiling::popRegion();
+      throw;
     }
     Kokkos::Profiling::popRegion();
   }
@@ -196,8 +152,13 @@ class HaloRows {
     exec.fence();
   }
 
-  /// The counters accumulated over this object's exchanges (docs/halo.md §5).
-  const HaloStats& stats() const noexcept { return stats_; }
+  /// The counters accumulated over this object's exchanges (docs/halo.md §5); top() and
+  /// bottom() count as two allocations.
+  HaloStats stats() const {
+    HaloStats s = engine_->stats();
+    s.allocations += 2;
+    return s;
+  }
 
  private:
   void check_band(const View& band) const {
@@ -210,33 +171,59 @@ class HaloRows {
     }
   }
 
-  buffer_type& send_buffer(int side, const detail::BlockWalk& w) {
-    auto& buf = send_[side];
-    if (buf.span() != static_cast<std::size_t>(w.count)) {
-      buf = allocate<typename View::non_const_data_type, memory_space>("khalo::HaloRows::send",
-                                                                       detail::extents_of(top_), stride_order(top_));
-      ++stats_.allocations;
-      if (stage_) {
-        send_host_[side] = Kokkos::create_mirror_view(buf);
-        ++stats_.allocations;
-      }
-    }
-    return buf;
+  using Engine = detail::HaloEngine<Exec, memory_space>;
+
+  std::vector<detail::FieldShape> shapes_of(const View& band) const {
+    return {detail::shape_of(band), detail::shape_of(top_), detail::shape_of(bottom_)};
   }
 
-  detail::Comm comm_;
+  // The one phase of an exchange: fields band (0), top (1), bottom (2). A message toward the
+  // low neighbour has tag 0, toward the high one tag 1.
+  static detail::Phase row_phase(const std::vector<detail::FieldShape>& shapes,
+                                 const std::vector<detail::FieldType<Exec>>& types, int low, int high, int k, int dim,
+                                 bool zero_copy, std::string& error) {
+    const auto d = static_cast<std::size_t>(dim);
+    auto walk = [&](int field, std::int64_t begin, std::int64_t count) {
+      const auto& s = shapes[static_cast<std::size_t>(field)];
+      detail::Block b{detail::Extents(s.extents.size(), 0), s.extents};
+      b.lo[d] = begin;
+      b.extent[d] = count;
+      return detail::make_walk(s.strides, s.order, b);
+    };
+    auto message = [&](int peer, int tag, int field, std::int64_t begin) {
+      detail::Message m;
+      m.peer = peer;
+      m.tag = tag;
+      detail::Segment seg;
+      seg.field = field;
+      seg.walk = walk(field, begin, k);
+      seg.bytes = static_cast<std::size_t>(seg.walk.count) * types[0].elem_size;
+      m.bytes = seg.bytes;
+      m.segments.push_back(seg);
+      if (m.bytes > static_cast<std::size_t>(INT_MAX) && error.empty()) {
+        error = "khalo::HaloRows: " + std::to_string(m.bytes) + " bytes of rows exceed MPI's int count";
+      }
+      if (zero_copy) m.runs = detail::in_place_runs(m, types);
+      return m;
+    };
+    const std::int64_t rows = shapes[0].extents[d];
+    detail::Phase ph;
+    if (low != MPI_PROC_NULL) {
+      ph.sends.push_back(message(low, 0, 0, 0));
+      ph.recvs.push_back(message(low, 1, 1, 0));
+    }
+    if (high != MPI_PROC_NULL) {
+      ph.sends.push_back(message(high, 1, 0, rows - k));
+      ph.recvs.push_back(message(high, 0, 2, 0));
+    }
+    return ph;
+  }
+
   int k_;
   int dim_;
-  int low_ = MPI_PROC_NULL;
-  int high_ = MPI_PROC_NULL;
-  bool stage_ = false;
   buffer_type top_;
   buffer_type bottom_;
-  typename buffer_type::HostMirror top_host_;
-  typename buffer_type::HostMirror bottom_host_;
-  buffer_type send_[2];
-  typename buffer_type::HostMirror send_host_[2];
-  HaloStats stats_;
+  std::shared_ptr<Engine> engine_;
 };
 
 }  // namespace khalo

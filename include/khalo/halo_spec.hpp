@@ -55,10 +55,21 @@ class HaloSpec {
     const auto it = dims_.find(dim);
     return it == dims_.end() ? default_ : it->second;
   }
+  /// With \p once, a plan zeroes the open sides of `zero` dimensions on its first exchange of
+  /// each set of Views only, not on every exchange: for callers that never write ghost layers
+  /// themselves (a convolution reads them). Ghost layers filled from data (neighbours,
+  /// `replicate`, `reflect`, `periodic`) are filled on every exchange.
+  HaloSpec& set_zero_fill_once(bool once = true) {
+    zero_fill_once_ = once;
+    return *this;
+  }
+  /// Whether open `zero` sides are zeroed once per plan and set of Views.
+  bool zero_fill_once() const { return zero_fill_once_; }
 
  private:
   DimHalo default_;
   std::map<int, DimHalo> dims_;
+  bool zero_fill_once_ = false;
 };
 
 /// Counters of a halo plan, accumulated over its exchanges (docs/halo.md).
@@ -70,6 +81,7 @@ struct HaloStats {
   std::int64_t bytes_received = 0;  ///< bytes received from MPI
   std::int64_t messages = 0;        ///< MPI messages sent (a face sent in place as k runs counts k)
   std::int64_t allocations = 0;     ///< buffers allocated (device and host staging)
+  std::int64_t fills = 0;           ///< ghost blocks filled locally (zeroed or copied), per field
 };
 
 }  // namespace khalo

@@ -13,9 +13,12 @@
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -42,11 +45,39 @@ class HaloEngine {
  public:
   using Plan = ShapePlan<MemSpace>;
 
+  /// Makes the phases of a new plan for \p shapes (collective): checks first, thrown on every
+  /// rank alike; then the phases, with what only this rank can see wrong in \p error.
+  /// \p zero_copy: messages may go to MPI in place (Message::runs).
+  using Planner =
+      std::function<std::vector<Phase>(const std::vector<FieldShape>& shapes, bool zero_copy, std::string& error)>;
+
+  /// An engine over (a duplicate of) \p comm whose plans \p planner makes; \p who prefixes its
+  /// errors ("khalo::HaloRows"). \p stage: buffers go through host memory. \p zero_fill_once:
+  /// see HaloSpec::set_zero_fill_once.
+  HaloEngine(MPI_Comm comm, std::string who, std::vector<FieldType<Exec>> types, bool stage, Planner planner,
+             bool zero_fill_once = false)
+      : who_(std::move(who)),
+        comm_(Comm::duplicate(comm)),
+        types_(std::move(types)),
+        stage_(stage),
+        zero_fill_once_(zero_fill_once),
+        planner_(std::move(planner)) {}
+
+  /// khalo::Halo's engine: plans for the ghost layers of \p spec over \p dec.
   HaloEngine(const Decomposition& dec, const HaloSpec& spec, std::vector<FieldType<Exec>> types, bool stage)
-      : dec_(dec), spec_(spec), comm_(Comm::duplicate(dec.grid().comm())), types_(std::move(types)), stage_(stage) {}
+      : HaloEngine(
+            dec.grid().comm(), "khalo::Halo", types, stage,
+            [dec, spec, types](const std::vector<FieldShape>& shapes, bool zero_copy, std::string& error) {
+              validate(dec, spec, types, shapes);
+              return build_phases(dec, spec, types, shapes, zero_copy, error);
+            },
+            spec.zero_fill_once()) {
+    dec_.emplace(dec);
+  }
 
   const std::vector<FieldType<Exec>>& types() const noexcept { return types_; }
-  const Decomposition& decomposition() const noexcept { return dec_; }
+  /// The decomposition of khalo::Halo's engine.
+  const Decomposition& decomposition() const { return dec_.value(); }
   bool staged() const noexcept { return stage_; }
   bool in_flight() const noexcept { return in_flight_; }
   HaloStats& stats() noexcept { return stats_; }
@@ -66,20 +97,18 @@ class HaloEngine {
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     if (!first) join_replan();
-    validate(dec_, spec_, types_, shapes);
     std::string error;
     Plan plan;
-    plan.phases = build_phases(dec_, spec_, types_, shapes, !stage_, error);
-    throw_if_any(dec_.grid().comm(), error);
+    plan.phases = planner_(shapes, !stage_, error);
+    throw_if_any(comm_.get(), error);
     agree_in_place(comm_.get(), plan.phases);
     // An allocation that fails on one rank fails the plan on every rank.
     try {
       allocate(plan);
     } catch (const std::exception& e) {
-      error = "khalo::Halo: rank " + std::to_string(dec_.grid().rank()) +
-              " could not allocate its halo buffers: " + e.what();
+      error = who_ + ": rank " + std::to_string(comm_.rank()) + " could not allocate its halo buffers: " + e.what();
     }
-    throw_if_any<std::runtime_error>(dec_.grid().comm(), error);
+    throw_if_any<std::runtime_error>(comm_.get(), error);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
   }
 
@@ -89,6 +118,12 @@ class HaloEngine {
     current_ = &plan;
     data_ = std::move(data);
     in_flight_ = true;
+    zero_fills_ = true;
+    if (zero_fill_once_) {
+      auto& seen = plan.zeroed;
+      zero_fills_ = std::find(seen.begin(), seen.end(), data_) == seen.end();
+      if (zero_fills_) seen.push_back(data_);
+    }
     try {
       begin_phase(exec, 0);
     } catch (...) {
@@ -140,7 +175,7 @@ class HaloEngine {
       KHALO_MPI_CHECK(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE));
       if (done) return;
       if (std::chrono::steady_clock::now() > deadline) {
-        throw std::runtime_error("khalo::Halo::start: rank " + std::to_string(dec_.grid().rank()) +
+        throw std::runtime_error(who_ + "::start: rank " + std::to_string(comm_.rank()) +
                                  " met field shapes it has no plan for, and the other ranks did not plan them "
                                  "within " +
                                  std::to_string(static_cast<int>(timeout)) +
@@ -230,15 +265,18 @@ class HaloEngine {
       }
       stats_.bytes_sent += static_cast<std::int64_t>(m.bytes);
     }
-    // Sides without a neighbour: filled while the messages fly. They touch
-    // only ghost layers no message reads or writes.
+    // Sides without a neighbour (and a periodic dimension of one rank, which has no
+    // messages): filled while the messages fly. They touch only ghost layers no message
+    // reads or writes.
     for (const auto& fill : ph.fills) {
       const auto& k = *types_[static_cast<std::size_t>(fill.field)].kernels;
       if (fill.boundary == Boundary::zero) {
+        if (!zero_fills_) continue;
         k.zero(exec, field_bytes(fill.field), fill.ghost);
       } else {
         for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
       }
+      ++stats_.fills;
     }
   }
 
@@ -280,8 +318,7 @@ class HaloEngine {
     in_flight_ = false;
   }
 
-  Decomposition dec_;
-  HaloSpec spec_;
+  std::string who_;
   Comm comm_;
   std::vector<FieldType<Exec>> types_;
   std::map<std::vector<std::int64_t>, Plan> plans_;
@@ -291,6 +328,10 @@ class HaloEngine {
   std::size_t phase_ = 0;
   bool stage_ = false;
   bool in_flight_ = false;
+  bool zero_fill_once_ = false;
+  bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
+  Planner planner_;
+  std::optional<Decomposition> dec_;  // khalo::Halo's
   HaloStats stats_;
 };
 

@@ -112,6 +112,7 @@ void accumulate(HaloStats& a, const HaloStats& b) {
   a.bytes_received += b.bytes_received;
   a.messages += b.messages;
   a.allocations += b.allocations;
+  a.fills += b.fills;
 }
 
 }  // namespace khalo::nn
