@@ -4,6 +4,7 @@
 #include <khalo/io/snapshot.hpp>
 #include <khalo/io/tensor_source.hpp>
 #include <khalo/nn/conv.hpp>
+#include <khalo/nn/detail/attention_kernel.hpp>
 #include <khalo/nn/layers/attention.hpp>
 #include <khalo/nn/pointwise.hpp>
 #include <khalo/runtime.hpp>
@@ -23,22 +24,6 @@ namespace {
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
 using Buffer = Kokkos::View<float*, Mem>;
-
-// The attention kernel's blocking. Each work item takes kQueryBlock queries of one frame and
-// walks the keys in blocks of kKeyBlock, in global position order; a register tile is kRows
-// queries by kLanes keys (scores) or channels (weighted sum). Key blocks start at multiples
-// of kKeyBlock of the global position, so every query sees the same blocks on any number of
-// ranks: its scores are summed over channels in order, its softmax is updated block after
-// block, its weighted sum over keys in global order.
-constexpr int kQueryBlock = 32;
-constexpr int kKeyBlock = 128;
-#if defined(KOKKOS_ENABLE_CUDA)
-constexpr int kRows = 4;  // 8 rows take 255 registers and spill 1.1 KiB per thread on sm_90
-#else
-constexpr int kRows = 8;  // 16 of the 32 AVX-512 registers accumulate
-#endif
-constexpr int kLanes = 32;
-static_assert(kQueryBlock % kRows == 0 && kKeyBlock % kLanes == 0, "tiles must divide blocks");
 
 std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
@@ -180,9 +165,9 @@ SpatialAttention::SpatialAttention(const Decomposition& rows, const AttentionWei
   m.first_row = rows.owned(3).begin;
   m.P = m.rows * m.W;
   m.G = m.H * m.W;
-  m.Cp = round_up(m.C, kLanes);
-  m.Pq = round_up(m.P, kQueryBlock);
-  m.Gk = round_up(m.G, kKeyBlock);
+  m.Cp = round_up(m.C, detail::kLanes);
+  m.Pq = round_up(m.P, detail::kQueryBlock);
+  m.Gk = round_up(m.G, detail::kKeyBlock);
   for (int c = 0; c < m.ranks; ++c) {
     m.band_begin.push_back(rows.owned_at(3, c).begin);
     m.band_rows.push_back(rows.owned_at(3, c).size());
@@ -321,107 +306,13 @@ void SpatialAttention::run(Strided5 x, Strided5 out, int frames) {
   const double gather_seconds = MPI_Wtime() - t_gather;
 
   // 3. keys and values into their panels, in global position order.
-  {
-    const float* recv = m.recv.data();
-    float* keys_t = m.keys_t.data();
-    float* values = m.values.data();
-    const auto band_of_row = m.band_of_row;
-    const auto band_first = m.band_first;
-    const auto band_len = m.band_len;
-    Kokkos::parallel_for(
-        "khalo::attention::unpack", Kokkos::RangePolicy<Exec>(exec, 0, F * G), KOKKOS_LAMBDA(const std::int64_t i) {
-          const std::int64_t f = i / G, pos = i % G;
-          const int band = band_of_row(pos / Wl);
-          const std::int64_t first = band_first(band), band_positions = band_len(band) * Wl;
-          const float* k = recv + 2 * F * C * Wl * first + (f * band_positions + pos - first * Wl) * C;
-          const float* v = k + F * band_positions * C;
-          float* kt = keys_t + f * C * Gk + (pos / kLanes) * C * kLanes + pos % kLanes;
-          float* vv = values + f * G * Cp + pos * kLanes;
-          for (int c = 0; c < C; ++c) {
-            kt[c * kLanes] = k[c];
-            vv[(c / kLanes) * G * kLanes + c % kLanes] = v[c];
-          }
-        });
-  }
+  const detail::AttentionShape shape{F, P, G, C, Cp, Pq, Gk, Wl};
+  detail::attention_panels(exec, shape, m.recv.data(), m.band_of_row, m.band_first, m.band_len, m.keys_t.data(),
+                           m.values.data());
 
   // 4. attention for this rank's queries.
   if (P > 0) {
-    const float* qd = m.q.data();
-    const float* keys_t = m.keys_t.data();
-    const float* values = m.values.data();
-    float* accd = m.acc.data();
-    const float scale = 1.0f / khalo::detail::sqrt(static_cast<float>(C));
-    const std::int64_t blocks = Pq / kQueryBlock;
-    Kokkos::parallel_for(
-        "khalo::attention::softmax", Kokkos::RangePolicy<Exec>(exec, 0, F * blocks),
-        KOKKOS_LAMBDA(const std::int64_t item) {
-          const std::int64_t f = item / blocks, q0 = (item % blocks) * kQueryBlock;
-          const float* qb = qd + (f * Pq + q0) * Cp;
-          float* ab = accd + (f * Pq + q0) * Cp;
-          const float* kf = keys_t + f * C * Gk;
-          const float* vf = values + f * G * Cp;
-          // Row chunks past the band's last query hold padding: skip them.
-          const std::int64_t left = P - q0;
-          const int live = left >= kQueryBlock ? kQueryBlock : static_cast<int>((left + kRows - 1) / kRows * kRows);
-          float mx[kQueryBlock], sum[kQueryBlock], alpha[kQueryBlock];
-          float s[kQueryBlock][kKeyBlock];
-          for (int r = 0; r < live; ++r) {
-            mx[r] = -3.0e38f;
-            sum[r] = 0.0f;
-            for (std::int64_t c = 0; c < Cp; ++c) ab[r * Cp + c] = 0.0f;
-          }
-          for (std::int64_t j0 = 0; j0 < G; j0 += kKeyBlock) {
-            const int kb = static_cast<int>(G - j0 < kKeyBlock ? G - j0 : kKeyBlock);
-            // Scores: each summed over channels in order, then scaled.
-            for (int jt = 0; jt < kb; jt += kLanes) {
-              for (int r0 = 0; r0 < live; r0 += kRows) {
-                float a[kRows][kLanes] = {};
-                for (int c = 0; c < C; ++c) {
-                  const float* k = kf + ((j0 + jt) / kLanes * C + c) * kLanes;
-                  for (int r = 0; r < kRows; ++r) {
-                    const float qv = qb[(r0 + r) * Cp + c];
-                    for (int l = 0; l < kLanes; ++l) a[r][l] += qv * k[l];
-                  }
-                }
-                for (int r = 0; r < kRows; ++r)
-                  for (int l = 0; l < kLanes; ++l) s[r0 + r][jt + l] = a[r][l] * scale;
-              }
-            }
-            // Online softmax: the running maximum and sum, updated once per key block.
-            for (int r = 0; r < live; ++r) {
-              float top = mx[r];
-              for (int j = 0; j < kb; ++j) top = s[r][j] > top ? s[r][j] : top;
-              alpha[r] = khalo::detail::exp(mx[r] - top);
-              float block_sum = 0.0f;
-              for (int j = 0; j < kb; ++j) {
-                const float p = khalo::detail::exp(s[r][j] - top);
-                s[r][j] = p;
-                block_sum += p;
-              }
-              sum[r] = sum[r] * alpha[r] + block_sum;
-              mx[r] = top;
-            }
-            // Weighted values, keys in order.
-            for (std::int64_t c0 = 0; c0 < Cp; c0 += kLanes) {
-              for (int r0 = 0; r0 < live; r0 += kRows) {
-                float a[kRows][kLanes];
-                for (int r = 0; r < kRows; ++r)
-                  for (int l = 0; l < kLanes; ++l) a[r][l] = ab[(r0 + r) * Cp + c0 + l] * alpha[r0 + r];
-                for (int j = 0; j < kb; ++j) {
-                  const float* v = vf + (c0 / kLanes * G + j0 + j) * kLanes;
-                  for (int r = 0; r < kRows; ++r) {
-                    const float p = s[r0 + r][j];
-                    for (int l = 0; l < kLanes; ++l) a[r][l] += p * v[l];
-                  }
-                }
-                for (int r = 0; r < kRows; ++r)
-                  for (int l = 0; l < kLanes; ++l) ab[(r0 + r) * Cp + c0 + l] = a[r][l];
-              }
-            }
-          }
-          for (int r = 0; r < live; ++r)
-            for (std::int64_t c = 0; c < Cp; ++c) ab[r * Cp + c] /= sum[r];
-        });
+    detail::attention_softmax(exec, shape, m.q.data(), m.keys_t.data(), m.values.data(), m.acc.data());
 
     // 5. proj (into the query buffer, free now), then out = x + proj: one element read and
     // written at a time, so out may be x.
