@@ -197,15 +197,22 @@ int main(int argc, char** argv) {
     long long halo_bytes = 0, gathered = 0;
     double seconds = 0.0, attention_seconds = 0.0;
     if (whole) {
-      khalo::nn::DecoderWeights dw;
-      if (file) {
-        dw = khalo::nn::DecoderWeights::load(*file);
-      } else {
-        dw = khalo::nn::DecoderWeights::random(khalo::nn::DecoderConfig::wan21(base_dim, static_cast<int>(shape[1]),
-                                                                               num_res_blocks < 0 ? 2 : num_res_blocks),
-                                               seed);
+      std::optional<khalo::nn::Decoder> built;
+      {
+        // The host copy of the weights goes once the layers hold them packed: the decode's peak
+        // memory is then the packed weights and the activations only.
+        khalo::nn::DecoderWeights dw;
+        if (file) {
+          dw = khalo::nn::DecoderWeights::load(*file);
+        } else {
+          dw = khalo::nn::DecoderWeights::random(
+              khalo::nn::DecoderConfig::wan21(base_dim, static_cast<int>(shape[1]),
+                                              num_res_blocks < 0 ? 2 : num_res_blocks),
+              seed);
+        }
+        built.emplace(MPI_COMM_WORLD, dw, format, shape);
       }
-      khalo::nn::Decoder model(MPI_COMM_WORLD, dw, format, shape);
+      khalo::nn::Decoder& model = *built;
       auto band = read_input(model.latent_decomposition());
       out_shape = model.output_shape();
       rows = model.output_rows();
