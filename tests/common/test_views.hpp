@@ -222,6 +222,23 @@ inline int world_size() {
   return s;
 }
 
+/// Rows [first, first + rows) of \p all, a whole (N, C, T, H, W) tensor in C order of \p shape:
+/// the band a rank holds of a result that one rank computed whole.
+template <class T>
+std::vector<T> rows_of(const std::vector<T>& all, const std::vector<std::int64_t>& shape, std::int64_t first,
+                       std::int64_t rows) {
+  std::vector<T> out;
+  const std::int64_t plane = shape[4];
+  for (std::int64_t n = 0; n < shape[0]; ++n)
+    for (std::int64_t c = 0; c < shape[1]; ++c)
+      for (std::int64_t t = 0; t < shape[2]; ++t)
+        for (std::int64_t h = first; h < first + rows; ++h) {
+          const auto at = static_cast<std::ptrdiff_t>((((n * shape[1] + c) * shape[2] + t) * shape[3] + h) * plane);
+          out.insert(out.end(), all.begin() + at, all.begin() + at + plane);
+        }
+  return out;
+}
+
 /// The data type of a rank-R View of T (T*, T**, ...).
 template <class T, int R>
 struct ptr {

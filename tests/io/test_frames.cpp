@@ -32,8 +32,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using khalo::test::Index;
+using khalo::test::ScopedEnv;
 using khalo::test::world_rank;
 using khalo::test::world_size;
+using khalo::test::write_script;
 
 // The decoder's output at global index (n, c, t, h, w): multiples of 1/256 in about [-1.2, 1.2] (exact in
 // float), so some lie outside [-1, 1]; NaN at some places.
@@ -189,43 +191,6 @@ void expect_thrown_everywhere(F&& f, const std::string& part) {
   if (world_rank() == 0) root = message;
   MPI_Bcast(root.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
   EXPECT_EQ(message, root);
-}
-
-// Sets an environment variable on this rank for the scope (unset for nullopt).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value) {
-      ::setenv(name, value->c_str(), 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-// Rank 0 writes an executable shell script; every rank gets its path.
-std::string write_script(const khalo::test::SharedTempDir& tmp, const std::string& name, const std::string& body) {
-  const std::string path = tmp.file(name);
-  if (world_rank() == 0) {
-    std::ofstream(path) << "#!/bin/sh\n" << body;
-    ::chmod(path.c_str(), 0755);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
-  return path;
 }
 
 // A fake ffmpeg: checks the arguments a W x H rgb24 stream at \p fps into an mp4 temporary must have, copies

@@ -48,39 +48,8 @@ using khalo::test::world_rank;
 using khalo::test::world_size;
 using khalo::test::write_sample;
 using TempDir = khalo::test::SharedTempDir;
-
-// Sets an environment variable on this rank for the scope, then puts back what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-// Rank 0 writes an executable shell script; every rank gets its path.
-std::string script(const TempDir& dir, const std::string& name, const std::string& body) {
-  const std::string path = dir.file(name);
-  if (world_rank() == 0) {
-    std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
-    ::chmod(path.c_str(), 0755);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
-  return path;
-}
+using khalo::test::ScopedEnv;
+using khalo::test::write_script;
 
 // Rank 0 makes an HDF5 file with \p make(file id); every rank waits for it.
 template <class F>
@@ -100,7 +69,7 @@ TEST(SnapshotProbe, HelperCrashIsADamagedFileOnEveryRank) {
   TempDir dir;
   write_sample(dir.file("s.h5"), 1.0f);
   // The stand-in records how it was started: the file as its one argument, in a process of its own.
-  const std::string crash = script(dir, "crash.sh", "echo \"$$ $#: $1\" > \"$0.args\"\nkill -SEGV $$");
+  const std::string crash = write_script(dir, "crash.sh", "echo \"$$ $#: $1\" > \"$0.args\"\nkill -SEGV $$");
   ScopedEnv env("KHALO_H5PROBE", crash);
   const std::string e = error_of([&] { SnapshotReader r(MPI_COMM_WORLD, dir.file("s.h5")); });
   EXPECT_CONTAINS(e, "khalo::io::SnapshotReader: '" + dir.file("s.h5") + "': damaged file");
@@ -116,7 +85,7 @@ TEST(SnapshotProbe, HelperCrashIsADamagedFileOnEveryRank) {
 TEST(SnapshotProbe, HelperThatDoesNotEndIsADamagedFile) {
   TempDir dir;
   write_sample(dir.file("s.h5"), 1.0f);
-  ScopedEnv env("KHALO_H5PROBE", script(dir, "hang.sh", "exec sleep 60"));
+  ScopedEnv env("KHALO_H5PROBE", write_script(dir, "hang.sh", "exec sleep 60"));
   ScopedEnv limit("KHALO_H5PROBE_TIMEOUT", "1");
   const auto start = std::chrono::steady_clock::now();
   const std::string e = error_of([&] { SnapshotReader r(MPI_COMM_WORLD, dir.file("s.h5")); });
@@ -133,7 +102,7 @@ TEST(SnapshotProbe, MissingOrWrongHelperIsAClearError) {
                     "cannot check the file: KHALO_H5PROBE='" + dir.file("no-such-helper") + "'");
   }
   {
-    ScopedEnv env("KHALO_H5PROBE", script(dir, "mute.sh", "exit 0"));
+    ScopedEnv env("KHALO_H5PROBE", write_script(dir, "mute.sh", "exit 0"));
     EXPECT_CONTAINS(error_of([&] { SnapshotReader r(MPI_COMM_WORLD, dir.file("s.h5")); }),
                     "did not answer as khalo-h5probe (exit 0, no output)");
   }

@@ -28,6 +28,7 @@ using khalo::test::Index;
 using khalo::test::world_rank;
 using khalo::test::world_size;
 using Shape = std::vector<std::int64_t>;
+using khalo::test::rows_of;
 
 struct Case {
   const char* name;
@@ -136,21 +137,6 @@ Band run_layer(MPI_Comm comm, const Case& k, const AttentionWeights& w, MemoryFo
   auto out = khalo::nn::make_activation("out", local, format);
   layer.run(khalo::nn::strided(x), khalo::nn::strided(out), frames);
   return {khalo::test::to_logical(out), r0, local[3]};
-}
-
-// The rows [first, first + rows) of a whole (N, C, T, H, W) array in C order.
-template <class T>
-std::vector<T> rows_of(const std::vector<T>& all, const Shape& s, std::int64_t first, std::int64_t rows) {
-  std::vector<T> out;
-  const std::int64_t plane = s[4];
-  for (std::int64_t n = 0; n < s[0]; ++n)
-    for (std::int64_t c = 0; c < s[1]; ++c)
-      for (std::int64_t t = 0; t < s[2]; ++t)
-        for (std::int64_t h = first; h < first + rows; ++h) {
-          const auto at = static_cast<std::ptrdiff_t>((((n * s[1] + c) * s[2] + t) * s[3] + h) * plane);
-          out.insert(out.end(), all.begin() + at, all.begin() + at + plane);
-        }
-  return out;
 }
 
 class Attention : public ::testing::TestWithParam<MemoryFormat> {};

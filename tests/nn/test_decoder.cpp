@@ -89,16 +89,7 @@ TEST_P(Decoder, BitIdenticalToOneRank) {
     const auto rows = stage->output_rows();
     delete stage;
     const auto alone = decode(MPI_COMM_SELF, g, GetParam());  // this rank decodes everything by itself
-    // This rank's rows of the whole output.
-    const std::int64_t plane = shape[4];
-    std::vector<float> mine;
-    for (std::int64_t n = 0; n < shape[0]; ++n)
-      for (std::int64_t c = 0; c < shape[1]; ++c)
-        for (std::int64_t t = 0; t < shape[2]; ++t)
-          for (std::int64_t h = rows.begin; h < rows.end; ++h) {
-            const auto at = (((n * shape[1] + c) * shape[2] + t) * shape[3] + h) * plane;
-            mine.insert(mine.end(), alone.begin() + at, alone.begin() + at + plane);
-          }
+    const auto mine = khalo::test::rows_of(alone, shape, rows.begin, rows.end - rows.begin);
     ASSERT_EQ(mine.size(), distributed.size());
     EXPECT_EQ(std::memcmp(mine.data(), distributed.data(), mine.size() * sizeof(float)), 0)
         << g.name << ": " << world_size() << " ranks differ from one";

@@ -95,15 +95,8 @@ TEST_P(Model, BitIdenticalToOneRank) {
     if (g.rows < world_size()) continue;
     const auto distributed = decode(MPI_COMM_WORLD, g, GetParam());
     const auto alone = decode(MPI_COMM_SELF, g, GetParam());  // this rank decodes everything by itself
-    const auto& s = distributed.shape;
-    std::vector<float> mine;
-    for (std::int64_t n = 0; n < s[0]; ++n)
-      for (std::int64_t c = 0; c < s[1]; ++c)
-        for (std::int64_t t = 0; t < s[2]; ++t)
-          for (std::int64_t h = distributed.rows.begin; h < distributed.rows.end; ++h) {
-            const auto at = (((n * s[1] + c) * s[2] + t) * s[3] + h) * s[4];
-            mine.insert(mine.end(), alone.values.begin() + at, alone.values.begin() + at + s[4]);
-          }
+    const auto mine = khalo::test::rows_of(alone.values, distributed.shape, distributed.rows.begin,
+                                           distributed.rows.end - distributed.rows.begin);
     ASSERT_EQ(mine.size(), distributed.values.size());
     EXPECT_EQ(std::memcmp(mine.data(), distributed.values.data(), mine.size() * sizeof(float)), 0)
         << g.name << ": " << world_size() << " ranks differ from one";
