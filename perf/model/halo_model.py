@@ -20,82 +20,10 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-F32 = 4
-EAGER = 4096  # Open MPI 4.1 vader BTL: eager limit 4 KiB, larger messages single-copy (CMA)
-IN_PLACE_RUN = 64 * 1024  # khalo sends a face of runs >= 64 KiB in place, one message per run
+sys.path.insert(0, HERE)
 
-
-# ----------------------------------------------------------------------------- the model
-
-class Link:
-    """One kind of link: alpha (s per message), beta (bytes/s, one direction); optionally a
-    second pair (alpha_small, beta_small) for messages under `eager` bytes (Open MPI's shared
-    memory eager protocol copies small messages twice through a buffer, larger ones once
-    with CMA: two regimes, each alpha-beta)."""
-
-    def __init__(self, name, alpha, beta, eager=0, alpha_small=None, beta_small=None):
-        self.name, self.alpha, self.beta = name, alpha, beta
-        self.eager, self.alpha_small, self.beta_small = eager, alpha_small, beta_small
-
-    def time(self, messages, nbytes):
-        if messages and self.eager and nbytes / messages < self.eager:
-            return messages * self.alpha_small + nbytes / self.beta_small
-        return messages * self.alpha + nbytes / self.beta
-
-
-class Copy:
-    """Pack / unpack / fill on the rank's own processor: delta s per contiguous run plus
-    bytes / gamma."""
-
-    def __init__(self, delta, gamma):
-        self.delta, self.gamma = delta, gamma
-
-    def time(self, runs, nbytes):
-        return runs * self.delta + nbytes / self.gamma
-
-
-def face(layout, C, D, rows, cols, along):
-    """The face of one ghost layer of a (1, C, D, rows, cols) float32 tile, cut across `along`
-    ('h': one row of cols pixels; 'w': one column of rows pixels).
-    Returns (bytes, runs, run_bytes)."""
-    if along == "h":
-        if layout == "channels_last_3d":  # one row per frame: cols * C floats contiguous
-            return C * D * cols * F32, D, cols * C * F32
-        return C * D * cols * F32, C * D, cols * F32  # contiguous: cols floats per (c, d)
-    if layout == "channels_last_3d":  # one pixel's C floats per (d, h)
-        return C * D * rows * F32, D * rows, C * F32
-    return C * D * rows * F32, C * D * rows, F32  # contiguous column: single floats
-
-
-def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="khalo"):
-    """What one rank does in one phase (one split dimension): messages, bytes received (=
-    sent), bytes and runs copied by the rank's processor (pack + unpack + open-side fill)."""
-    b, runs, run_bytes = face(layout, C, D, rows, cols, along)
-    k = sides_with_neighbour
-    if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
-        return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0)
-    in_place = run_bytes >= IN_PLACE_RUN
-    msgs = k * (runs if in_place else 1)
-    copy_runs = 0 if in_place else 2 * k * runs  # pack on send, unpack on receive
-    copy_bytes = 0 if in_place else 2 * k * b
-    copy_runs += (2 - k) * runs  # the open sides' ghost layer is filled (zero)
-    copy_bytes += (2 - k) * b
-    return dict(messages=msgs, bytes=k * b, copy_runs=copy_runs, copy_bytes=copy_bytes)
-
-
-def rank_time(work, link, copy):
-    return link.time(work["messages"], work["bytes"]) + copy.time(work["copy_runs"], work["copy_bytes"])
-
-
-def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo"):
-    """A row-split exchange of a (1, C, D, rows per rank, W) band on `ranks` ranks of one
-    shared-memory node with `cores` cores: the slowest rank's time, and when ranks > cores the
-    CPU work of all ranks spread over the cores (CMA: the receiver copies), whichever is longer."""
-    times = []
-    for r in range(ranks):
-        k = (r > 0) + (r < ranks - 1)
-        times.append(rank_time(phase_work(layout, C, D, rows, W, "h", k, scheme), link, copy))
-    return max(max(times), sum(times) / cores) if ranks > cores else max(times)
+from exchange import EAGER, F32, Copy, Link, exchange_time_smp, phase_work  # noqa: E402
+from wan_layers import attention_flops, layer_flops, wan21_layers  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -257,74 +185,6 @@ def validate(args):
         print(f'{k}: {v["cases"]} cases, median |error| {v["median_abs_error"] * 100:.0f}% '
               f'(max {v["max_abs_error"] * 100:.0f}%) vs {stat[:-2]}; {v["median_abs_error_vs_median"] * 100:.0f}% '
               f'(max {v["max_abs_error_vs_median"] * 100:.0f}%) vs median')
-
-
-# ----------------------------------------------------------------------------- the decoder
-
-def wan21_layers(base=96, z_dim=16, num_res_blocks=2):
-    """Every layer of the Wan 2.1 decoder for one latent frame, as src/nn/model.cpp runs them
-    (DecoderConfig::wan21; docs/decoder.md §5), at latent resolution scale s (rows and columns
-    x s), with `frames(first)` input frames. Each entry: name, kind, cin, cout, s, f0, f (the
-    frames for latent frame 0 and for every later one), and whether it exchanges a halo
-    (3x3 / 3x3x3 convolutions: one ghost row of its input per neighbour; 1x1x1 and time_conv
-    (3,1,1) none). The attention's Allgatherv is kind 'attention'."""
-    dims = [4 * base, 4 * base, 4 * base, 2 * base, base]
-    modes = ["upsample3d", "upsample3d", "upsample2d", "none"]
-    L = []
-
-    def conv(name, cin, cout, s, f0, f, k=27):
-        L.append(dict(name=name, kind="conv", cin=cin, cout=cout, s=s, f0=f0, f=f, taps=k, halo=k > 1))
-
-    # post_quant_conv runs once over the whole latent (1x1x1, no halo): left out per frame.
-    conv("conv_in", z_dim, dims[0], 1, 1, 1)
-    mid = dims[0]
-    for b in ("mid.resnets.0", None, "mid.resnets.1"):
-        if b is None:
-            L.append(dict(name="mid.attention", kind="attention", cin=mid, cout=mid, s=1, f0=1, f=1, halo=False))
-            continue
-        conv(b + ".conv1", mid, mid, 1, 1, 1)
-        conv(b + ".conv2", mid, mid, 1, 1, 1)
-    s, f0, f, c = 1, 1, 1, mid
-    for i in range(4):
-        cin = dims[0] if i == 0 else dims[i] // 2
-        cout = dims[i + 1]
-        for j in range(num_res_blocks + 1):
-            ci = cin if j == 0 else cout
-            p = f"up{i}.resnets.{j}"
-            conv(p + ".conv1", ci, cout, s, f0, f)
-            if ci != cout:
-                conv(p + ".conv_shortcut", ci, cout, s, f0, f, k=1)
-            conv(p + ".conv2", cout, cout, s, f0, f)
-        if modes[i] == "upsample3d":
-            # time_conv (3,1,1) C -> 2C, skipped on the first latent frame; no halo
-            L.append(dict(name=f"up{i}.time_conv", kind="conv", cin=cout, cout=2 * cout, s=s, f0=0, f=f, taps=3,
-                          halo=False))
-            f = 2 * f
-        if modes[i] != "none":
-            # nearest 2x fused into a 3x3 conv C -> C/2: the halo is exchanged at the input's
-            # resolution (s), the output is at 2s (4 outputs per input pixel)
-            L.append(dict(name=f"up{i}.resample", kind="upconv", cin=cout, cout=cout // 2, s=s, f0=f0, f=f, taps=9,
-                          halo=True))
-            s *= 2
-        c = cout // 2 if modes[i] != "none" else cout
-    conv("conv_out", c, 3, s, f0, f)
-    return L
-
-
-def layer_flops(l, rows, cols, first):
-    """FLOPs of a layer on a tile of rows x cols latent pixels (x s at its level)."""
-    fr = l["f0"] if first else l["f"]
-    pix = rows * l["s"] * cols * l["s"]
-    if l["kind"] == "conv":
-        return 2.0 * fr * pix * l["cin"] * l["cout"] * l["taps"]
-    if l["kind"] == "upconv":
-        return 2.0 * fr * 4 * pix * l["cin"] * l["cout"] * l["taps"]
-    return None
-
-
-def attention_flops(C, tile_pixels, all_pixels):
-    # to_qkv (3 C^2) and proj (C^2) per own pixel; Q K^T and softmax(.) V: 4 G C per own pixel
-    return tile_pixels * (2.0 * 4 * C * C + 4.0 * all_pixels * C)
 
 
 # Machines for the what-ifs. 'published' figures are NVIDIA's (README.md, Sources); the rest
