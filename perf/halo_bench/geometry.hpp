@@ -38,6 +38,10 @@ struct Geometry {
   std::int64_t send_elems = 0;  // elements this rank sends per exchange, per field
   std::int64_t max_message_elems = 0;
   int messages = 0;
+  // Of those, what goes to this rank itself (a periodic dimension that one rank spans): the
+  // other schemes send it through MPI, khalo copies it in memory.
+  std::int64_t self_elems = 0;
+  int self_messages = 0;
 };
 
 inline Geometry geometry(const khalo::Decomposition& dec, const Case& c) {
@@ -69,6 +73,10 @@ inline Geometry geometry(const khalo::Decomposition& dec, const Case& c) {
       g.send_elems += n;
       g.max_message_elems = std::max(g.max_message_elems, n);
       ++g.messages;
+      if (peer == dec.grid().rank()) {
+        g.self_elems += n;
+        ++g.self_messages;
+      }
     }
     g.phases.push_back(ph);
   }
