@@ -6,8 +6,8 @@
 /// receives and unpacks, toward neighbours that exist.
 
 #include <khalo/decomposition.hpp>
-#include <khalo/detail/halo_engine.hpp>
-#include <khalo/detail/halo_plan.hpp>
+#include <khalo/detail/halo/engine.hpp>
+#include <khalo/detail/halo/plan.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
 #include <khalo/runtime.hpp>

@@ -7,8 +7,8 @@
 
 #include <khalo/detail/block.hpp>
 #include <khalo/detail/comm.hpp>
-#include <khalo/detail/halo_engine.hpp>
-#include <khalo/detail/halo_plan.hpp>
+#include <khalo/detail/halo/engine.hpp>
+#include <khalo/detail/halo/plan.hpp>
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>

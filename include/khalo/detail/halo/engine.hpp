@@ -6,7 +6,7 @@
 
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
-#include <khalo/detail/halo_plan.hpp>
+#include <khalo/detail/halo/plan.hpp>
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo_spec.hpp>
 

@@ -2,7 +2,7 @@
 /// \file
 /// The handshake of a new plan: neighbours agree which messages go in place. Not public.
 
-#include <khalo/detail/halo_messages.hpp>
+#include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
 
 #include <mpi.h>

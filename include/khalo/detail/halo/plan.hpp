@@ -1,16 +1,16 @@
 #pragma once
 /// \file
-/// The plan behind khalo::Halo for one set of field shapes: the phases (halo_phases.hpp) and the
-/// send and receive buffers that persist across exchanges. The rooms: fields (halo_fields.hpp),
-/// messages and fills (halo_messages.hpp), boundary policies (boundary.hpp), phase geometry
-/// (halo_phases.hpp), validation (halo_validate.hpp), the in-place handshake
-/// (halo_handshake.hpp), and the MPI engine that runs a plan (halo_engine.hpp). Not public.
+/// The plan behind khalo::Halo for one set of field shapes: the phases (phases.hpp) and the
+/// send and receive buffers that persist across exchanges. The rooms: fields (fields.hpp),
+/// messages and fills (messages.hpp), boundary policies (boundary.hpp), phase geometry
+/// (phases.hpp), validation (validate.hpp), the in-place handshake
+/// (handshake.hpp), and the MPI engine that runs a plan (engine.hpp). Not public.
 
-#include <khalo/detail/halo_fields.hpp>
-#include <khalo/detail/halo_handshake.hpp>
-#include <khalo/detail/halo_messages.hpp>
-#include <khalo/detail/halo_phases.hpp>
-#include <khalo/detail/halo_validate.hpp>
+#include <khalo/detail/halo/fields.hpp>
+#include <khalo/detail/halo/handshake.hpp>
+#include <khalo/detail/halo/messages.hpp>
+#include <khalo/detail/halo/phases.hpp>
+#include <khalo/detail/halo/validate.hpp>
 
 #include <Kokkos_Core.hpp>
 

@@ -6,9 +6,9 @@
 
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/block.hpp>
-#include <khalo/detail/boundary.hpp>
-#include <khalo/detail/halo_fields.hpp>
-#include <khalo/detail/halo_messages.hpp>
+#include <khalo/detail/halo/boundary.hpp>
+#include <khalo/detail/halo/fields.hpp>
+#include <khalo/detail/halo/messages.hpp>
 #include <khalo/halo_spec.hpp>
 
 #include <mpi.h>

@@ -4,7 +4,7 @@
 /// as runs) and its local fills. Not public.
 
 #include <khalo/detail/block.hpp>
-#include <khalo/detail/halo_fields.hpp>
+#include <khalo/detail/halo/fields.hpp>
 #include <khalo/halo_spec.hpp>
 
 #include <mpi.h>
