@@ -5,8 +5,8 @@
 /// Not public.
 
 #include <khalo/decomposition.hpp>
-#include <khalo/detail/halo/boundary.hpp>
 #include <khalo/detail/comm.hpp>
+#include <khalo/detail/halo/boundary.hpp>
 #include <khalo/detail/halo/fields.hpp>
 #include <khalo/halo_spec.hpp>
 #include <khalo/layout.hpp>
