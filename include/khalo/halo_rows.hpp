@@ -95,6 +95,11 @@ class HaloRows {
     engine_->plan_for(shapes_of(band), true);
   }
 
+  HaloRows(const HaloRows&) = delete;
+  HaloRows& operator=(const HaloRows&) = delete;
+  HaloRows(HaloRows&&) = default;             ///< Takes over the plan and the row buffers.
+  HaloRows& operator=(HaloRows&&) = default;  ///< Takes over the plan and the row buffers.
+
   /// Fills top() with the last k rows of the rank above and bottom() with the
   /// first k rows of the rank below. Blocks until done. It runs on khalo::Halo's
   /// engine: rows that form one run go to MPI in place; a band of another row
