@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from exchange import EAGER, F32, Copy, Link, exchange_time_smp, phase_work  # noqa: E402
-from wan_layers import attention_flops, layer_flops, wan21_layers  # noqa: E402
+from wan_layers import wan21_layers  # noqa: E402
+from scaling import decoder_costs, grid_options, node_block, phase_time, scenarios  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -185,119 +186,6 @@ def validate(args):
         print(f'{k}: {v["cases"]} cases, median |error| {v["median_abs_error"] * 100:.0f}% '
               f'(max {v["max_abs_error"] * 100:.0f}%) vs {stat[:-2]}; {v["median_abs_error_vs_median"] * 100:.0f}% '
               f'(max {v["max_abs_error_vs_median"] * 100:.0f}%) vs median')
-
-
-# Machines for the what-ifs. 'published' figures are NVIDIA's (README.md, Sources); the rest
-# are measured here (the 'smp' link and CPU copy are this machine's fit) or assumed.
-def scenarios(fit_link, fit_copy, cpu_gflops, gpu_launch=5e-6):
-    ib = Link("InfiniBand NDR (published 400 Gb/s; ~1 us assumed)", 1.0e-6, 50e9)
-    nvl = Link("NVLink 4 (published 900 GB/s bidirectional; 2 us assumed)", 2.0e-6, 450e9)
-    # assumed: a GPU pack / unpack / fill kernel at half of H200's published 4.8 TB/s HBM, the
-    # runs copied in parallel (no per-run cost), ~5 us per kernel launch ('launch', per face)
-    gpu_copy = Copy(0.0, 2.4e12)
-    return {
-        "cpu-1core-per-rank": dict(intra=fit_link, inter=ib, copy=fit_copy, flops=cpu_gflops * 1e9, per_node=8,
-                                   nic_shared=True, launch=0.0,
-                                   note=f"one core per rank at {cpu_gflops:g} GFLOP/s (measured here, RESULTS.md); "
-                                        "8 ranks per node over shared memory (fitted here), nodes over one NDR "
-                                        "port shared by the node's ranks"),
-        "gpu-50TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=50e12, per_node=8, nic_shared=False,
-                         launch=gpu_launch,
-                         note="8 GPUs per node on NVLink 4, one NDR port per GPU (DGX/HGX H100 layout), "
-                              "GPU-aware MPI, 50 TFLOP/s fp32 implicit GEMM (assumed)"),
-        "gpu-200TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=200e12, per_node=8, nic_shared=False,
-                          launch=gpu_launch, note="as gpu-50TF at 200 TFLOP/s (tensor-core class, assumed)"),
-    }
-
-
-def grid_options(P, H, W):
-    """(pr, pc) grids of P ranks with at least one latent row and column per rank."""
-    return [(pr, P // pr) for pr in range(1, P + 1) if P % pr == 0 and pr <= H and P // pr <= W]
-
-
-def node_block(pr, pc, per_node):
-    """A node holds an (nr x nc) block of the grid, nr * nc = per_node, as square as fits
-    (fewest ranks on the node's edges)."""
-    best = None
-    for nr in range(1, per_node + 1):
-        if per_node % nr or pr % nr or pc % (per_node // nr):
-            continue
-        nc = per_node // nr
-        key = abs(nr - nc)
-        if best is None or key < best[0]:
-            best = (key, nr, nc)
-    return (best[1], best[2]) if best else (1, min(per_node, pc))
-
-
-def phase_time(m, layout, C, D, rows, cols, along, P_along, block_along, launch):
-    """The slowest rank's time in one phase: an inner rank (2 neighbours), one of them off
-    the node when the node's block does not hold the whole dimension. The two neighbours'
-    messages fly at once, each over its own link; the rank's copies (pack, unpack, fill) add."""
-    if P_along == 1:  # both sides open: the fill only
-        w = phase_work(layout, C, D, rows, cols, along, 0)
-        return m["copy"].time(w["copy_runs"], w["copy_bytes"]) + (launch if w["copy_bytes"] else 0)
-    k = 2 if P_along > 2 else 1
-    w = phase_work(layout, C, D, rows, cols, along, k)
-    msgs, b = w["messages"] / k, w["bytes"] / k  # per neighbour
-    t_intra = m["intra"].time(msgs, b)
-    if block_along < P_along:
-        beta = m["inter"].beta
-        if m["nic_shared"]:  # the ranks on both edges of the node's block share its port
-            beta /= 2 * (m["per_node"] // block_along)
-        t_inter = msgs * m["inter"].alpha + b / beta
-        if m["intra"].name.startswith("smp"):  # shared memory: the receiving CPU copies
-            t_net = max(t_inter, t_intra * (k - 1))
-        else:
-            t_net = max(t_inter, t_intra)
-    else:
-        t_net = k * t_intra if m["intra"].name.startswith("smp") else t_intra
-    t = t_net + m["copy"].time(w["copy_runs"], w["copy_bytes"]) + (launch * 2 * k if w["copy_bytes"] else 0)
-    return t
-
-
-def allgather_time(m, P, total_bytes, per_node):
-    if P == 1:
-        return 0.0
-    link = m["inter"] if P > per_node else m["intra"]
-    beta = min(m["inter"].beta, m["intra"].beta) if P > per_node else m["intra"].beta
-    return (P - 1) * link.alpha + (P - 1) / P * total_bytes / beta  # ring
-
-
-def decoder_costs(m, P, pr, pc, H, W, layout, layers, first):
-    rows = math.ceil(H / pr)
-    cols = math.ceil(W / pc)
-    nr, nc = node_block(pr, pc, m["per_node"]) if P > m["per_node"] else (pr, pc)
-    out = {"halo_s": 0.0, "allgather_s": 0.0, "compute_s": 0.0, "interior_s": 0.0, "exchanges": 0, "per_layer": []}
-    for l in layers:
-        fr = l["f0"] if first else l["f"]
-        if fr == 0:
-            continue
-        s = l["s"]
-        if l["kind"] == "attention":
-            C = l["cin"]
-            tb = 2 * C * H * W * F32  # K and V of every rank
-            t_ag = allgather_time(m, P, tb, m["per_node"])
-            fl = attention_flops(C, rows * cols, H * W)
-            out["allgather_s"] += t_ag
-            out["compute_s"] += fl / m["flops"]
-            out["per_layer"].append(dict(name=l["name"], allgather_s=t_ag, bytes=tb, compute_s=fl / m["flops"]))
-            continue
-        fl = layer_flops(l, rows, cols, first)
-        tc = fl / m["flops"]
-        out["compute_s"] += tc
-        th = 0.0
-        if l["halo"]:
-            R, Cc = rows * s, cols * s
-            th = phase_time(m, layout, l["cin"], fr, R, Cc, "h", pr, nr, m["launch"])
-            if pc > 1:  # second phase: columns, spanning the ghost rows the first filled
-                th += phase_time(m, layout, l["cin"], fr, R + 2, Cc, "w", pc, nc, m["launch"])
-            out["exchanges"] += 1
-            # khalo overlaps the exchange with the rows that need no ghost row
-            inner = max(0, R - 2) * max(0, Cc - 2 * (pc > 1)) / (R * Cc)
-            out["interior_s"] += tc * inner
-            out["per_layer"].append(dict(name=l["name"], halo_s=th, compute_s=tc))
-        out["halo_s"] += th
-    return out
 
 
 def predict(args):
