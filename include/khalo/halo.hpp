@@ -80,7 +80,9 @@ class [[nodiscard]] HaloExchange {
 /// dimensions are whole. Several Views (of any element type and layout)
 /// travel together, one packed message per neighbour; a face that is one
 /// contiguous run goes to MPI in place, and so does a face of a few large runs,
-/// one message per run, where both neighbours cut it into the same runs. A Halo
+/// one message per run, where both neighbours cut it into the same runs; a face
+/// of one View may instead go as an MPI derived datatype over it, where khalo's
+/// measured cost model prefers that to a pack (HaloSpec::set_transport). A Halo
 /// may be moved, or destroyed,
 /// while an exchange it started is in flight: the HaloExchange keeps what it needs.
 template <class Exec = Kokkos::DefaultExecutionSpace, class MemSpace = typename Exec::memory_space>

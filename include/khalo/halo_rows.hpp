@@ -87,10 +87,12 @@ class HaloRows {
     const auto type = detail::field_type<Exec, value_type>();
     const std::vector<detail::FieldType<Exec>> types{type, type, type};
     const bool stage = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible && !gpu_aware_mpi();
+    typename Engine::Options options;
+    options.stage = stage;
     engine_ = std::make_shared<Engine>(
-        comm, "khalo::HaloRows", types, stage,
-        [types, low, high, k, dim](const std::vector<detail::FieldShape>& shapes, bool zero_copy, std::string& error) {
-          return std::vector<detail::Phase>{row_phase(shapes, types, low, high, k, dim, zero_copy, error)};
+        comm, "khalo::HaloRows", types, options,
+        [types, low, high, k, dim](const std::vector<detail::FieldShape>& shapes, std::string& error) {
+          return std::vector<detail::Phase>{row_phase(shapes, types, low, high, k, dim, error)};
         });
     engine_->plan_for(shapes_of(band), true);
   }
@@ -186,7 +188,7 @@ class HaloRows {
   // low neighbour has tag 0, toward the high one tag 1.
   static detail::Phase row_phase(const std::vector<detail::FieldShape>& shapes,
                                  const std::vector<detail::FieldType<Exec>>& types, int low, int high, int k, int dim,
-                                 bool zero_copy, std::string& error) {
+                                 std::string& error) {
     const auto d = static_cast<std::size_t>(dim);
     auto walk = [&](int field, std::int64_t begin, std::int64_t count) {
       const auto& s = shapes[static_cast<std::size_t>(field)];
@@ -208,7 +210,6 @@ class HaloRows {
       if (m.bytes > static_cast<std::size_t>(INT_MAX) && error.empty()) {
         error = "khalo::HaloRows: " + std::to_string(m.bytes) + " bytes of rows exceed MPI's int count";
       }
-      if (zero_copy) m.runs = detail::in_place_runs(m, types);
       return m;
     };
     const std::int64_t rows = shapes[0].extents[d];

@@ -31,6 +31,31 @@ inline std::string to_string(Boundary b) {
   return "unknown";
 }
 
+/// How the bytes of a message reach MPI (docs/halo.md §7). Whatever the choice, a message
+/// whose face is one gap-free run of memory goes to MPI in place, and the staged path (device
+/// memory without GPU-aware MPI) always packs.
+enum class Transport {
+  automatic,  ///< per side of each message, the cheaper of packing and a datatype by khalo's
+              ///< measured cost model; faces of long runs go in place, one message per run
+  pack,       ///< always packed into the plan's buffer and unpacked from it (one message)
+  datatype,   ///< where MPI may read the View (host memory), an MPI derived datatype over it
+};
+
+/// The transport's name, as in the enum ("automatic", "pack", "datatype").
+inline std::string to_string(Transport t) {
+  switch (t) {
+    case Transport::automatic: return "automatic";
+    case Transport::pack: return "pack";
+    case Transport::datatype: return "datatype";
+  }
+  return "unknown";
+}
+
+/// Runs of at least this many bytes go to MPI in place, one message per run, when a face is
+/// made of several: from 16 KiB on, a message per run beat both a pack and a datatype at every
+/// face size measured (32 KiB-1 MiB, perf/transport_sweep; perf/RESULTS.md, "Transports").
+inline constexpr std::int64_t kDefaultInPlaceMinRunBytes = 16 * 1024;
+
 /// Ghost layers of one dimension.
 struct DimHalo {
   int low = 1;                         ///< layers before the owned range
@@ -65,11 +90,27 @@ class HaloSpec {
   }
   /// Whether open `zero` sides are zeroed once per plan and set of Views.
   bool zero_fill_once() const { return zero_fill_once_; }
+  /// How messages reach MPI; Transport::automatic unless set.
+  HaloSpec& set_transport(Transport transport) {
+    transport_ = transport;
+    return *this;
+  }
+  Transport transport() const { return transport_; }
+  /// Runs of at least \p bytes go to MPI in place when a face is made of several
+  /// (kDefaultInPlaceMinRunBytes unless set; a tuning knob for other machines and MPIs).
+  HaloSpec& set_in_place_min_run_bytes(std::int64_t bytes) {
+    if (bytes < 1) throw std::invalid_argument("khalo::HaloSpec: the in-place run threshold must be >= 1 byte");
+    in_place_min_run_bytes_ = bytes;
+    return *this;
+  }
+  std::int64_t in_place_min_run_bytes() const { return in_place_min_run_bytes_; }
 
  private:
   DimHalo default_;
   std::map<int, DimHalo> dims_;
   bool zero_fill_once_ = false;
+  Transport transport_ = Transport::automatic;
+  std::int64_t in_place_min_run_bytes_ = kDefaultInPlaceMinRunBytes;
 };
 
 /// Counters of a halo plan, accumulated over its exchanges (docs/halo.md).
@@ -82,6 +123,8 @@ struct HaloStats {
   std::int64_t messages = 0;        ///< MPI messages sent (a face sent in place as k runs counts k)
   std::int64_t allocations = 0;     ///< buffers allocated (device and host staging)
   std::int64_t fills = 0;           ///< ghost blocks filled locally (zeroed or copied), per field
+  std::int64_t datatype_sends = 0;  ///< of the messages, those sent through a derived datatype
+  std::int64_t datatype_recvs = 0;  ///< messages received through a derived datatype (no unpack)
 };
 
 }  // namespace khalo

@@ -106,6 +106,8 @@ class PyHalo final : public Resource {
     d["messages"] = s.messages;
     d["allocations"] = s.allocations;
     d["fills"] = s.fills;
+    d["datatype_sends"] = s.datatype_sends;
+    d["datatype_recvs"] = s.datatype_recvs;
     return d;
   }
   void reset_stats() { halo("Halo.reset_stats").reset_stats(); }

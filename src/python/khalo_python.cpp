@@ -91,6 +91,11 @@ PYBIND11_MODULE(khalo, m) {
       .value("periodic", khalo::Boundary::periodic, "the layers of the rank on the far side (wraps)")
       .value("none", khalo::Boundary::none, "left untouched");
 
+  py::enum_<khalo::Transport>(m, "Transport", "How the bytes of a message reach MPI (docs/halo.md §7).")
+      .value("automatic", khalo::Transport::automatic, "per side, the cheaper of packing and a datatype (default)")
+      .value("pack", khalo::Transport::pack, "always packed into the plan's buffer")
+      .value("datatype", khalo::Transport::datatype, "an MPI derived datatype over the array, where MPI may read it");
+
   py::class_<khalo::HaloSpec>(m, "HaloSpec", "Ghost-layer widths per split dimension and side, and boundary policies.")
       .def(py::init<int, khalo::Boundary>(), py::arg("width") = 1, py::arg("boundary") = khalo::Boundary::zero)
       .def("set", &khalo::HaloSpec::set, py::arg("dim"), py::arg("low"), py::arg("high"),
@@ -108,7 +113,14 @@ PYBIND11_MODULE(khalo, m) {
           "zero_fill_once", [](const khalo::HaloSpec& s) { return s.zero_fill_once(); },
           [](khalo::HaloSpec& s, bool once) { s.set_zero_fill_once(once); },
           "Zero open 'zero' sides on a plan's first exchange of each array only (for callers that never "
-          "write ghost layers).");
+          "write ghost layers).")
+      .def_property(
+          "transport", [](const khalo::HaloSpec& s) { return s.transport(); },
+          [](khalo::HaloSpec& s, khalo::Transport t) { s.set_transport(t); }, "How messages reach MPI.")
+      .def_property(
+          "in_place_min_run_bytes", [](const khalo::HaloSpec& s) { return s.in_place_min_run_bytes(); },
+          [](khalo::HaloSpec& s, std::int64_t b) { s.set_in_place_min_run_bytes(b); },
+          "Runs of at least this many bytes go to MPI in place when a face is made of several.");
 
   py::class_<khalo::ProcessGrid>(m, "ProcessGrid", "A Cartesian grid of MPI ranks (collective to build).")
       .def(py::init([](const py::object& comm, std::vector<int> dims, std::vector<bool> periodic) {

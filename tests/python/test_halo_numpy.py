@@ -117,6 +117,23 @@ def test_repeated_exchanges_allocate_nothing_and_new_values_arrive():
     assert_all(comm, halo.stats["allocations"] == allocations, "no allocation after the first exchange")
 
 
+@pytest.mark.parametrize("transport", list(khalo.Transport.__members__.values()), ids=lambda t: t.name)
+def test_every_transport_fills_the_same_rows(transport):
+    dec, spec, glob, x = rows_case(np.float64, "strided", khalo.Boundary.zero)
+    spec.transport = transport
+    assert spec.transport == transport
+    halo = khalo.Halo(dec, spec, x)
+    halo.exchange(x)
+    assert_all(comm, np.array_equal(x, expected_band(dec, spec, glob)), "ghost rows equal the oracle")
+    stats = halo.stats
+    neighbours = (dec.grid.coords[0] > 0) + (dec.grid.coords[0] < P - 1)
+    if transport == khalo.Transport.datatype:
+        # A strided face with one array: described to MPI, never packed.
+        assert_all(comm, stats["datatype_sends"] == neighbours and stats["faces_packed"] == 0, "datatype sends")
+    if transport == khalo.Transport.pack:
+        assert_all(comm, stats["datatype_sends"] == 0 and stats["datatype_recvs"] == 0, "no datatype")
+
+
 def test_a_second_array_of_the_same_shape_uses_the_plan():
     dec, spec, glob, x = rows_case(np.float32, "F", khalo.Boundary.zero)
     halo = khalo.Halo(dec, spec, x)

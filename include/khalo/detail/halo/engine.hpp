@@ -7,6 +7,7 @@
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/halo/plan.hpp>
+#include <khalo/detail/halo/transport.hpp>
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo_spec.hpp>
 
@@ -47,38 +48,40 @@ class HaloEngine {
 
   /// Makes the phases of a new plan for \p shapes (collective): checks first, thrown on every
   /// rank alike; then the phases, with what only this rank can see wrong in \p error.
-  /// \p zero_copy: messages may go to MPI in place (Message::runs).
-  using Planner =
-      std::function<std::vector<Phase>(const std::vector<FieldShape>& shapes, bool zero_copy, std::string& error)>;
+  using Planner = std::function<std::vector<Phase>(const std::vector<FieldShape>& shapes, std::string& error)>;
+
+  /// What an engine may do, beyond its plans.
+  struct Options {
+    bool stage = false;           ///< buffers go through host memory (MPI may not touch MemSpace)
+    bool zero_fill_once = false;  ///< see HaloSpec::set_zero_fill_once
+    Transport transport = Transport::automatic;
+    std::int64_t in_place_min_run_bytes = kDefaultInPlaceMinRunBytes;
+  };
 
   /// An engine over (a duplicate of) \p comm whose plans \p planner makes; \p who prefixes its
-  /// errors ("khalo::HaloRows"). \p stage: buffers go through host memory. \p zero_fill_once:
-  /// see HaloSpec::set_zero_fill_once.
-  HaloEngine(MPI_Comm comm, std::string who, std::vector<FieldType<Exec>> types, bool stage, Planner planner,
-             bool zero_fill_once = false)
+  /// errors ("khalo::HaloRows").
+  HaloEngine(MPI_Comm comm, std::string who, std::vector<FieldType<Exec>> types, Options options, Planner planner)
       : who_(std::move(who)),
         comm_(Comm::duplicate(comm)),
         types_(std::move(types)),
-        stage_(stage),
-        zero_fill_once_(zero_fill_once),
+        options_(options),
         planner_(std::move(planner)) {}
 
   /// khalo::Halo's engine: plans for the ghost layers of \p spec over \p dec.
   HaloEngine(const Decomposition& dec, const HaloSpec& spec, std::vector<FieldType<Exec>> types, bool stage)
-      : HaloEngine(
-            dec.grid().comm(), "khalo::Halo", types, stage,
-            [dec, spec, types](const std::vector<FieldShape>& shapes, bool zero_copy, std::string& error) {
-              validate(dec, spec, types, shapes);
-              return build_phases(dec, spec, types, shapes, zero_copy, error);
-            },
-            spec.zero_fill_once()) {
+      : HaloEngine(dec.grid().comm(), "khalo::Halo", types,
+                   Options{stage, spec.zero_fill_once(), spec.transport(), spec.in_place_min_run_bytes()},
+                   [dec, spec, types](const std::vector<FieldShape>& shapes, std::string& error) {
+                     validate(dec, spec, types, shapes);
+                     return build_phases(dec, spec, types, shapes, error);
+                   }) {
     dec_.emplace(dec);
   }
 
   const std::vector<FieldType<Exec>>& types() const noexcept { return types_; }
   /// The decomposition of khalo::Halo's engine.
   const Decomposition& decomposition() const { return dec_.value(); }
-  bool staged() const noexcept { return stage_; }
+  bool staged() const noexcept { return options_.stage; }
   bool in_flight() const noexcept { return in_flight_; }
   HaloStats& stats() noexcept { return stats_; }
 
@@ -99,8 +102,11 @@ class HaloEngine {
     if (!first) join_replan();
     std::string error;
     Plan plan;
-    plan.phases = planner_(shapes, !stage_, error);
+    plan.phases = planner_(shapes, error);
     throw_if_any(comm_.get(), error);
+    constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+    choose_transports(plan.phases, types_,
+                      {!options_.stage, host, options_.transport, options_.in_place_min_run_bytes});
     agree_in_place(comm_.get(), plan.phases);
     // An allocation that fails on one rank fails the plan on every rank.
     try {
@@ -119,7 +125,7 @@ class HaloEngine {
     data_ = std::move(data);
     in_flight_ = true;
     zero_fills_ = true;
-    if (zero_fill_once_) {
+    if (options_.zero_fill_once) {
       auto& seen = plan.zeroed;
       zero_fills_ = std::find(seen.begin(), seen.end(), data_) == seen.end();
       if (zero_fills_) seen.push_back(data_);
@@ -185,40 +191,35 @@ class HaloEngine {
     }
   }
 
-  // One send and one receive buffer, big enough for the largest phase; a rank
-  // whose messages all go in place (or that has no neighbour) allocates nothing.
+  // One send and one receive buffer, big enough for the largest phase's packed messages; a rank
+  // whose messages all go in place or by datatype (or that has no neighbour) allocates nothing.
   void allocate(Plan& plan) {
     std::size_t send = 0;
     std::size_t recv = 0;
     for (auto& ph : plan.phases) {
-      std::size_t s = 0;
-      std::size_t r = 0;
-      for (auto& m : ph.sends) {
-        if (!m.in_place()) m.buffer_offset = std::exchange(s, align_up(s + m.bytes, 64));
-      }
-      for (auto& m : ph.recvs) {
-        if (!m.in_place()) m.buffer_offset = std::exchange(r, align_up(r + m.bytes, 64));
-      }
-      send = std::max(send, s);
-      recv = std::max(recv, r);
+      auto lay_out = [](std::vector<Message>& messages) {
+        std::size_t n = 0;
+        for (auto& m : messages) {
+          if (m.packed()) m.buffer_offset = std::exchange(n, align_up(n + m.bytes, 64));
+        }
+        return n;
+      };
+      send = std::max(send, lay_out(ph.sends));
+      recv = std::max(recv, lay_out(ph.recvs));
     }
+    using Device = typename Buffers<MemSpace>::Device;
+    auto make = [&](std::size_t bytes, const char* label, Device& device, typename Buffers<MemSpace>::Host& host) {
+      if (bytes == 0) return;
+      device = Device(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), bytes);
+      ++stats_.allocations;
+      if (options_.stage) {
+        host = Kokkos::create_mirror_view(device);
+        ++stats_.allocations;
+      }
+    };
     auto& b = plan.buffers;
-    if (send > 0) {
-      b.send = typename Buffers<MemSpace>::Device(Kokkos::view_alloc("khalo::send", Kokkos::WithoutInitializing), send);
-      ++stats_.allocations;
-      if (stage_) {
-        b.send_host = Kokkos::create_mirror_view(b.send);
-        ++stats_.allocations;
-      }
-    }
-    if (recv > 0) {
-      b.recv = typename Buffers<MemSpace>::Device(Kokkos::view_alloc("khalo::recv", Kokkos::WithoutInitializing), recv);
-      ++stats_.allocations;
-      if (stage_) {
-        b.recv_host = Kokkos::create_mirror_view(b.recv);
-        ++stats_.allocations;
-      }
-    }
+    make(send, "khalo::send", b.send, b.send_host);
+    make(recv, "khalo::recv", b.recv, b.recv_host);
   }
 
   unsigned char* field_bytes(int field) const {
@@ -231,16 +232,19 @@ class HaloEngine {
     if (p >= current_->phases.size()) return;
     const Phase& ph = current_->phases[p];
     auto& b = current_->buffers;
-    unsigned char* recv_base = stage_ ? b.recv_host.data() : b.recv.data();
+    unsigned char* recv_base = options_.stage ? b.recv_host.data() : b.recv.data();
     for (const auto& m : ph.recvs) {
       if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
+      } else if (m.by_datatype()) {
+        post_datatype(MPI_Irecv, m);
+        ++stats_.datatype_recvs;
       } else {
         post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
       }
     }
     for (const auto& m : ph.sends) {
-      if (m.in_place()) continue;
+      if (!m.packed()) continue;
       for (const auto& s : m.segments) {
         types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
                                                                 b.send.data() + m.buffer_offset + s.offset);
@@ -250,15 +254,19 @@ class HaloEngine {
     }
     // MPI reads the send buffer (or the View) from here on: fence this instance only.
     exec.fence();
-    if (stage_ && b.send.extent(0) > 0) {
+    if (options_.stage && b.send.extent(0) > 0) {
       Kokkos::deep_copy(exec, b.send_host, b.send);
       exec.fence();
     }
-    unsigned char* send_base = stage_ ? b.send_host.data() : b.send.data();
+    unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
       if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Isend, field_bytes(r.field) + r.offset, r.bytes, m);
         stats_.messages += static_cast<std::int64_t>(m.runs.size());
+      } else if (m.by_datatype()) {
+        post_datatype(MPI_Isend, m);
+        ++stats_.messages;
+        ++stats_.datatype_sends;
       } else {
         post(MPI_Isend, send_base + m.buffer_offset, static_cast<int>(m.bytes), m);
         ++stats_.messages;
@@ -286,6 +294,14 @@ class HaloEngine {
     KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
   }
 
+  // One message described by m.datatype over its one field's memory (choose_transports).
+  template <class Post>
+  void post_datatype(Post mpi_post, const Message& m) {
+    requests_.push_back(MPI_REQUEST_NULL);
+    KHALO_MPI_CHECK(mpi_post(field_bytes(m.segments.front().field), 1, m.datatype->get(), m.peer, m.tag, comm_.get(),
+                             &requests_.back()));
+  }
+
   void end_phase(const Exec& exec) {
     const Phase& ph = current_->phases[phase_];
     auto& b = current_->buffers;
@@ -293,10 +309,10 @@ class HaloEngine {
       KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
     }
     requests_.clear();
-    if (stage_ && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
+    if (options_.stage && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
     for (const auto& m : ph.recvs) {
       stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (m.in_place()) continue;
+      if (!m.packed()) continue;
       for (const auto& s : m.segments) {
         types_[static_cast<std::size_t>(s.field)].kernels->unpack(exec, field_bytes(s.field), s.walk,
                                                                   b.recv.data() + m.buffer_offset + s.offset);
@@ -326,9 +342,8 @@ class HaloEngine {
   std::vector<void*> data_;
   std::vector<MPI_Request> requests_;
   std::size_t phase_ = 0;
-  bool stage_ = false;
+  Options options_;
   bool in_flight_ = false;
-  bool zero_fill_once_ = false;
   bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
   Planner planner_;
   std::optional<Decomposition> dec_;  // khalo::Halo's

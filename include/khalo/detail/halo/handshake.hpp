@@ -17,7 +17,8 @@ namespace khalo::detail {
 /// MPI message whatever the other side does, and a packed peer writes or reads the elements in
 /// the same order (every rank stores a field in the same stride order: validate()). A side of
 /// several runs keeps them only where the peer cuts the message into the same runs, since each
-/// run travels as a message of its own (strides may differ, e.g. padded Views); else it packs.
+/// run travels as a message of its own (strides may differ, e.g. padded Views); else it falls
+/// back to its datatype or packs (transport.hpp).
 inline void agree_in_place(MPI_Comm comm, std::vector<Phase>& phases) {
   constexpr int kBaseTag = 4096;  // above the exchange's tags (2 per split dimension)
   auto signature = [](const Message& m) {

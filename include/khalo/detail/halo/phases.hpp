@@ -33,7 +33,7 @@ inline std::size_t align_up(std::size_t n, std::size_t a) { return a == 0 ? n : 
 template <class Exec>
 std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
                                 const std::vector<FieldType<Exec>>& types, const std::vector<FieldShape>& shapes,
-                                bool zero_copy, std::string& error) {
+                                std::string& error) {
   const auto& split = dec.split_dims();
   std::vector<Phase> phases(split.size());
   for (std::size_t p = 0; p < split.size(); ++p) {
@@ -79,9 +79,7 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
                   std::to_string(dec.grid().rank()) + ", dimension " + std::to_string(d) +
                   ") exceeds MPI's int count; split the fields or use more ranks";
         }
-        return m;
       }
-      if (zero_copy) m.runs = in_place_runs(m, types);
       return m;
     };
     Phase& ph = phases[p];

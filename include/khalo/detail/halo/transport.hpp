@@ -1,0 +1,154 @@
+#pragma once
+/// \file
+/// How each side of a message moves its bytes, chosen once per plan: packed into the plan's
+/// buffer (and unpacked), sent in place as runs of the View, or described to MPI by a derived
+/// datatype over the View. Each side chooses on its own: every transport sends or receives the
+/// message's bytes in the same order (the walk's memory order, which validate() makes the same
+/// on every rank), as MPI_BYTE, so a packed side matches a datatype side. Runs of several
+/// messages need the peer's agreement (handshake.hpp). Not public.
+
+#include <khalo/detail/halo/fields.hpp>
+#include <khalo/detail/halo/messages.hpp>
+#include <khalo/detail/mpi_error.hpp>
+#include <khalo/halo_spec.hpp>
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace khalo::detail {
+
+/// Owns a committed MPI datatype; frees it unless MPI is already finalized.
+class MpiType {
+ public:
+  explicit MpiType(MPI_Datatype t) : type_(t) {}
+  ~MpiType() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Type_free(&type_);
+  }
+  MpiType(const MpiType&) = delete;
+  MpiType& operator=(const MpiType&) = delete;
+  MPI_Datatype get() const noexcept { return type_; }
+
+ private:
+  MPI_Datatype type_;
+};
+
+/// The derived datatype of the elements of \p w (\p elem bytes each) in walk order, as
+/// MPI_BYTE, displaced from the field's data pointer: one vector per walk dimension.
+inline std::shared_ptr<const MpiType> datatype_of(const BlockWalk& w, std::size_t elem) {
+  const auto e = static_cast<MPI_Aint>(elem);
+  const int fastest = w.ndims - 1;
+  MPI_Datatype t = MPI_DATATYPE_NULL;
+  MPI_Datatype element = MPI_DATATYPE_NULL;
+  KHALO_MPI_CHECK(MPI_Type_contiguous(static_cast<int>(elem), MPI_BYTE, &element));
+  KHALO_MPI_CHECK(MPI_Type_create_hvector(static_cast<int>(w.extent[fastest]), 1, w.stride[fastest] * e, element, &t));
+  MPI_Type_free(&element);
+  for (int k = fastest - 1; k >= 0; --k) {
+    MPI_Datatype outer = MPI_DATATYPE_NULL;
+    KHALO_MPI_CHECK(MPI_Type_create_hvector(static_cast<int>(w.extent[k]), 1, w.stride[k] * e, t, &outer));
+    MPI_Type_free(&t);
+    t = outer;
+  }
+  int one = 1;
+  MPI_Aint base = w.base * e;
+  MPI_Datatype placed = MPI_DATATYPE_NULL;
+  KHALO_MPI_CHECK(MPI_Type_create_hindexed(1, &one, &base, t, &placed));
+  MPI_Type_free(&t);
+  KHALO_MPI_CHECK(MPI_Type_commit(&placed));
+  return std::make_shared<const MpiType>(placed);
+}
+
+/// The runs of \p m if it can go to MPI in place: every block's runs are gap-free and either
+/// the message is a single run or no run is shorter than \p min_run_bytes.
+template <class Exec>
+std::vector<Run> in_place_runs(const Message& m, const std::vector<FieldType<Exec>>& types,
+                               std::int64_t min_run_bytes) {
+  std::vector<Run> runs;
+  std::int64_t smallest = INT64_MAX;
+  for (const auto& s : m.segments) {
+    const BlockWalk& w = s.walk;
+    if (w.count == 0) continue;
+    if (w.run_stride() != 1) return {};
+    const auto elem = static_cast<std::int64_t>(types[static_cast<std::size_t>(s.field)].elem_size);
+    const std::int64_t bytes = w.run_length() * elem;
+    smallest = std::min(smallest, bytes);
+    for (std::int64_t r = 0; r < w.count / w.run_length(); ++r) {
+      runs.push_back({s.field, w.run_offset(r) * elem, static_cast<int>(bytes)});
+    }
+  }
+  if (runs.size() > 1 && smallest < min_run_bytes) return {};
+  return runs;
+}
+
+/// What the engine may do with the fields' memory.
+struct TransportOptions {
+  bool zero_copy = true;    ///< MPI may read and write the fields' memory (not staged)
+  bool host_memory = true;  ///< ... and it is host memory, where derived datatypes are cheap
+  Transport transport = Transport::automatic;
+  std::int64_t in_place_min_run_bytes = kDefaultInPlaceMinRunBytes;
+};
+
+/// The measured cost model that picks between packing a side and a derived datatype: seconds
+/// for an exchange of a face of `runs` runs and `bytes` bytes, fitted on 2 ranks of Open MPI's
+/// shared-memory transport (perf/transport_sweep.cpp; perf/RESULTS.md, "Transports"). A packed
+/// message above the eager limit pays a rendezvous and three copies (pack, the peer's single
+/// copy, unpack); a datatype's two copies go through a pipeline of shared-memory fragments that
+/// costs more per byte once it is full. Below the eager limit both are a few microseconds and
+/// packing, in long loops, is kept.
+struct TransportCost {
+  double eager_bytes = 4096;  // Open MPI's shared-memory eager limit
+  double rendezvous = 12e-6;
+  double per_run = 40e-9;  // either way: a run is a loop (khalo) or a convertor step (MPI)
+  double pack_per_byte = 0.112e-9;
+  double datatype_per_byte = 0.15e-9;
+  double datatype_pipeline_bytes = 256.0 * 1024;
+  double datatype_per_byte_beyond = 0.165e-9;
+
+  double pack(std::int64_t runs, std::int64_t bytes) const {
+    const auto b = static_cast<double>(bytes);
+    return (b > eager_bytes ? rendezvous : 0.0) + per_run * static_cast<double>(runs) + pack_per_byte * b;
+  }
+  double datatype(std::int64_t runs, std::int64_t bytes) const {
+    const auto b = static_cast<double>(bytes);
+    const double beyond = b > datatype_pipeline_bytes ? b - datatype_pipeline_bytes : 0.0;
+    return per_run * static_cast<double>(runs) + datatype_per_byte * (b - beyond) + datatype_per_byte_beyond * beyond;
+  }
+};
+
+/// Chooses the transport of each side of each message (see the file comment): in place where
+/// its runs allow, else a datatype where the model (or the caller) prefers it to a pack. A side
+/// whose runs the handshake later refuses falls back to its datatype, if it has one, else packs.
+template <class Exec>
+void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<Exec>>& types,
+                       const TransportOptions& o) {
+  const TransportCost cost;
+  auto choose = [&](Message& m) {
+    m.runs.clear();
+    m.datatype.reset();
+    if (!o.zero_copy) return;
+    const bool pack = o.transport == Transport::pack;
+    m.runs = in_place_runs(m, types, pack ? INT64_MAX : o.in_place_min_run_bytes);
+    // A datatype describes one field's memory: a message of several fields is packed.
+    if (pack || !o.host_memory || m.segments.size() != 1) return;
+    const Segment& s = m.segments.front();
+    const BlockWalk& w = s.walk;
+    if (w.count == 0 || w.ndims > 8 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
+    const std::int64_t runs = w.count / w.run_length();
+    const auto bytes = static_cast<std::int64_t>(m.bytes);
+    if (o.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
+      m.datatype = datatype_of(w, types[static_cast<std::size_t>(s.field)].elem_size);
+    }
+  };
+  for (auto& ph : phases) {
+    for (auto& m : ph.sends) choose(m);
+    for (auto& m : ph.recvs) choose(m);
+  }
+}
+
+}  // namespace khalo::detail

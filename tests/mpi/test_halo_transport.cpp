@@ -1,0 +1,155 @@
+// How messages reach MPI (HaloSpec::set_transport, detail/halo/transport.hpp): every transport
+// fills the same ghost layers on every layout; each side of a message chooses on its own; runs
+// from the in-place threshold on go in place; the automatic choice follows the cost model.
+#include <halo_oracle.hpp>
+#include <khalo/halo.hpp>
+#include <test_views.hpp>
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using khalo::Boundary;
+using khalo::HaloSpec;
+using khalo::MemoryFormat;
+using khalo::Transport;
+using khalo::test::Index;
+using khalo::test::world_rank;
+using khalo::test::world_size;
+using Exec = Kokkos::DefaultExecutionSpace;
+
+int neighbours(const khalo::Decomposition& dec, int dim) {
+  return (dec.neighbor(dim, khalo::Side::low) != MPI_PROC_NULL) +
+         (dec.neighbor(dim, khalo::Side::high) != MPI_PROC_NULL);
+}
+
+template <class P>
+class TransportLayouts : public ::testing::Test {};
+using Layouts = ::testing::Types<
+    khalo::test::Param<khalo::test::RightCase, float>, khalo::test::Param<khalo::test::LeftCase, double>,
+    khalo::test::Param<khalo::test::ChannelsLastCase, float>, khalo::test::Param<khalo::test::PermutedCase, double>,
+    khalo::test::Param<khalo::test::PaddedCase, float>>;
+TYPED_TEST_SUITE(TransportLayouts, Layouts, khalo::test::ParamNames);
+
+// Rank-5 bands split over two dimensions (edges and corners come from the second phase), zero
+// and periodic boundaries, widths 1 and 2: the same ghosts whatever the transport. With
+// Transport::datatype no face is packed (one field; host memory).
+TYPED_TEST(TransportLayouts, EveryTransportFillsTheSameGhosts) {
+  using Case = typename TypeParam::layout_case;
+  using T = typename TypeParam::value_type;
+  for (const Transport t : {Transport::automatic, Transport::pack, Transport::datatype}) {
+    for (const Boundary b : {Boundary::zero, Boundary::periodic}) {
+      const auto grid = khalo::ProcessGrid::balanced(MPI_COMM_WORLD, 2, b == Boundary::periodic);
+      const khalo::Decomposition dec(grid, {2, 3, 4 + world_size(), 2 * world_size() + 3, 5}, {2, 3});
+      HaloSpec spec;
+      spec.set(2, 1, 2, b).set(3, 2, 1, b).set_transport(t);
+      auto v = Case::template make<T*****>("v", khalo::test::local_extents(dec, spec));
+      khalo::test::fill_owned(v, dec, spec);
+      khalo::Halo<Exec> halo(dec, spec, v);
+      const std::string what = "transport " + khalo::to_string(t) + ", boundary " + khalo::to_string(b);
+      for (int i = 0; i < 2; ++i) {
+        khalo::test::fill_owned(v, dec, spec);  // scrambles the ghosts
+        halo.exchange(Exec(), v);
+        EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
+      }
+      const auto& s = halo.stats();
+      if (t == Transport::pack) {
+        EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
+      }
+      if (t == Transport::datatype) {
+        EXPECT_EQ(s.faces_packed, 0) << what;
+        EXPECT_EQ(s.allocations, 0) << what;  // nothing to pack: no buffer
+      }
+    }
+  }
+}
+
+// Even ranks describe their faces with datatypes, odd ranks pack: every message has a packed
+// side and a datatype side, and the bytes still land in place.
+TEST(HaloTransport, EachSideChoosesOnItsOwn) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 6, 3, 2 * world_size() + 1, 7});
+  HaloSpec spec(1);
+  spec.set_transport(world_rank() % 2 == 0 ? Transport::datatype : Transport::pack);
+  auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::contiguous);
+  khalo::test::fill_owned(v, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  halo.exchange(Exec(), v);
+  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "datatype on even ranks, pack on odd"), 0);
+  const int n = neighbours(dec, 3);
+  const auto& s = halo.stats();
+  EXPECT_EQ(s.messages, n);
+  EXPECT_EQ(s.datatype_sends, world_rank() % 2 == 0 ? n : 0);
+  EXPECT_EQ(s.faces_packed, world_rank() % 2 == 0 ? 0 : n);
+}
+
+// Several fields travel in one message, which a datatype over one View cannot describe: packed.
+TEST(HaloTransport, SeveralFieldsArePacked) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 3, 2, 2 * world_size() + 1, 4});
+  HaloSpec spec(1);
+  spec.set_transport(Transport::datatype);
+  const Index e = khalo::test::local_extents(dec, spec);
+  auto f = khalo::allocate<float*****>("f", e, MemoryFormat::contiguous);
+  auto d = khalo::allocate<double*****>("d", e, MemoryFormat::channels_last_3d);
+  khalo::test::fill_owned(f, dec, spec);
+  khalo::test::fill_owned(d, dec, spec);
+  khalo::Halo<Exec> halo(dec, spec, f, d);
+  halo.exchange(Exec(), f, d);
+  EXPECT_EQ(khalo::test::count_wrong(f, dec, spec, "float field"), 0);
+  EXPECT_EQ(khalo::test::count_wrong(d, dec, spec, "double field"), 0);
+  const int n = neighbours(dec, 3);
+  EXPECT_EQ(halo.stats().messages, n);
+  EXPECT_EQ(halo.stats().datatype_sends, 0);
+  EXPECT_EQ(halo.stats().faces_packed, 2 * n);
+}
+
+// NDHWC with D = 3: an H face is 3 runs of W * C floats. Runs of the threshold go in place, one
+// message each; one byte more of threshold and the face goes as one message.
+TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
+  const std::int64_t C = 64, D = 3, W = 64;  // a run is 16 KiB
+  const std::int64_t run = C * W * static_cast<std::int64_t>(sizeof(float));
+  for (const std::int64_t threshold : {run, run + 1}) {
+    const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 2 * world_size() + 1, W});
+    HaloSpec spec(1);
+    spec.set_in_place_min_run_bytes(threshold);
+    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    khalo::test::fill_owned(v, dec, spec);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    halo.exchange(Exec(), v);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "runs of 16 KiB"), 0);
+    const int n = neighbours(dec, 3);
+    EXPECT_EQ(halo.stats().messages, threshold == run ? n * D : n) << threshold;
+    EXPECT_EQ(halo.stats().bytes_sent, n * D * run);
+  }
+  EXPECT_EQ(HaloSpec().in_place_min_run_bytes(), khalo::kDefaultInPlaceMinRunBytes);
+  EXPECT_THROW(HaloSpec().set_in_place_min_run_bytes(0), std::invalid_argument);
+}
+
+// The automatic choice: a contiguous (NCDHW) H face is C * D runs of W floats. At 156 KiB (the
+// decoder's C = 96, D = 4, W = 104 band) a datatype is cheaper than a pack; at 1.2 MiB, where
+// Open MPI's fragment pipeline is full, packing is.
+TEST(HaloTransport, AutomaticFollowsTheCostModel) {
+  struct Face {
+    std::int64_t C, D, W;
+    bool datatype;
+  };
+  for (const Face f : {Face{96, 4, 104, true}, Face{192, 4, 416, false}}) {
+    const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, f.D, 2 * world_size() + 1, f.W});
+    const HaloSpec spec(1);
+    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::contiguous);
+    khalo::test::fill_owned(v, dec, spec);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    halo.exchange(Exec(), v);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "contiguous faces"), 0);
+    const int n = neighbours(dec, 3);
+    const bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, Exec::memory_space>::accessible;
+    const bool datatype = f.datatype && host;
+    EXPECT_EQ(halo.stats().datatype_sends, datatype ? n : 0) << f.C << " x " << f.W;
+    EXPECT_EQ(halo.stats().faces_packed, datatype ? 0 : n) << f.C << " x " << f.W;
+  }
+}
+
+}  // namespace
