@@ -4,7 +4,8 @@
 #   io       snapshot write/read on 2 ranks beside a plain sequential write of the same bytes
 #   halo     the halo exchange on 2 ranks: khalo (blocking, split phase), the naive scheme, the
 #            fixed seed, MPI derived datatypes and raw MPI, same run, same data; then 3 ranks
-#            (oversubscribed, for the counters of a rank with two neighbours, not for its times)
+#            (oversubscribed, for the counters of a rank with two neighbours, not for its times);
+#            and MPI's side of khalo's transport choice (pack, datatype, in place) on 2 ranks
 #   decoder  the decoder stage on 1, 2 and 4 (oversubscribed) ranks, strong and weak scaling,
 #            beside the same stage in PyTorch on 1 and 2 threads
 # Writes perf/results/*.json, perf/results/summary.md (the tables) and PNG plots (when
@@ -30,7 +31,7 @@ python=/usr/bin/python3
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DKHALO_ENABLE_PERF=ON -DKHALO_ENABLE_TESTS=OFF \
   -DKHALO_ENABLE_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j "$cores" --target bench_conv bench_io bench_halo bench_decoder >/dev/null
+cmake --build "$build" -j "$cores" --target bench_conv bench_io bench_halo transport_sweep bench_decoder >/dev/null
 mkdir -p "$results"
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $cores cores;" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) at $(date -u +%FT%TZ); results in $results"
@@ -49,6 +50,14 @@ if [[ ${#quick[@]} -gt 0 ]]; then
 else
   "${mpirun[@]}" -np 3 "$build/perf/bench_halo" --only wan --case wan_c96_d4_h30 --reps 3 \
     --json "$results/halo_np3.json" </dev/null
+fi
+
+echo "== MPI's side of the transport choice, 2 ranks: pack, datatype, in place, raw"
+if [[ ${#quick[@]} -gt 0 ]]; then
+  "${mpirun[@]}" -np 2 "$build/perf/transport_sweep" --run-bytes 416 16384 --face-bytes 32768 --reps 5 \
+    --json "$results/transport.json" </dev/null
+else
+  "${mpirun[@]}" -np 2 "$build/perf/transport_sweep" --json "$results/transport.json" </dev/null
 fi
 
 for n in 1 2 4; do
