@@ -10,7 +10,8 @@
 // scheme's halo is checked once per case against khalo's, and khalo's against the
 // tests' oracle (halo_bench/check.hpp); a wrong halo fails the run (exit 1).
 //   mpirun -np 2 bench_halo [--quick] [--only wan|hpc] [--case TEXT] [--reps R]
-//                           [--warmup W] [--budget S] [--fresh-alloc] [--raw-sendrecv] [--json FILE]
+//                           [--warmup W] [--budget S] [--fresh-alloc] [--raw-sendrecv] [--fill-every-exchange]
+//                           [--transport automatic|pack|datatype] [--in-place-min BYTES] [--json FILE]
 #include "halo_bench/cases.hpp"
 #include "halo_bench/check.hpp"
 #include "halo_bench/geometry.hpp"
@@ -34,6 +35,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -71,7 +73,11 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   }
   const khalo::Decomposition dec(grid, global, c.split);
   const Geometry geo = geometry(dec, c);
-  const khalo::HaloSpec spec(1, c.boundary);
+  khalo::HaloSpec spec(1, c.boundary);
+  spec.set_transport(opt.transport).set_in_place_min_run_bytes(opt.in_place_min_run_bytes);
+  // Nothing writes the ghost layers between exchanges here: open sides need zeroing once
+  // (raw_mpi never zeroes them), unless --fill-every-exchange.
+  spec.set_zero_fill_once(!opt.fill_every_exchange);
   MPI_Comm comm;
   BENCH_MPI(MPI_Comm_dup(world, &comm));
 
@@ -97,7 +103,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   Concat<T> naive(true, geo, c, bands, comm, opt.fresh_alloc);
   Concat<T> seed(false, geo, c, bands, comm, opt.fresh_alloc);
   band_mem.clear();  // each concatenation scheme holds its own copy
-  Datatypes<T> dt(geo, c, darr, comm);
+  Datatypes<T> dt(geo, c, darr, comm, opt.fill_every_exchange);
   Raw<T> raw(geo, c, comm, opt.raw_sendrecv);
 
   // ---- Correctness, once per case, and khalo's counters for one exchange.
@@ -178,16 +184,19 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     start_spreads.push_back(khalo_perf::spread_of(khalo_perf::max_over_ranks(st.t_start, comm)));
   }
   // Per-rank counters (per exchange) for the table of open sides.
-  std::int64_t mine[8] = {geo.phases[0].low != MPI_PROC_NULL,
-                          geo.phases[0].high != MPI_PROC_NULL,
-                          one.messages,
-                          one.bytes_sent,
-                          one.bytes_packed,
-                          one.faces_packed,
-                          timed.allocations,
-                          alloc_before};
-  std::vector<std::int64_t> all(8 * static_cast<std::size_t>(nranks));
-  BENCH_MPI(MPI_Gather(mine, 8, MPI_INT64_T, all.data(), 8, MPI_INT64_T, 0, comm));
+  constexpr std::size_t kCounters = 10;
+  std::int64_t mine[kCounters] = {geo.phases[0].low != MPI_PROC_NULL,
+                                  geo.phases[0].high != MPI_PROC_NULL,
+                                  one.messages,
+                                  one.bytes_sent,
+                                  one.bytes_packed,
+                                  one.faces_packed,
+                                  timed.allocations,
+                                  alloc_before,
+                                  one.datatype_sends,
+                                  one.datatype_recvs};
+  std::vector<std::int64_t> all(kCounters * static_cast<std::size_t>(nranks));
+  BENCH_MPI(MPI_Gather(mine, kCounters, MPI_INT64_T, all.data(), kCounters, MPI_INT64_T, 0, comm));
   std::int64_t alloc_timed = timed.allocations;
   BENCH_MPI(MPI_Allreduce(MPI_IN_PLACE, &alloc_timed, 1, MPI_INT64_T, MPI_MAX, comm));
   MPI_Comm_free(&comm);
@@ -224,7 +233,10 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"grid", khalo::ProcessGrid::shape_text(grid.dims())},
               {"boundary", khalo::to_string(c.boundary)},
               {"fresh_alloc", opt.fresh_alloc},
-              {"raw_sendrecv", opt.raw_sendrecv}};
+              {"raw_sendrecv", opt.raw_sendrecv},
+              {"transport", khalo::to_string(opt.transport)},
+              {"fill_every_exchange", opt.fill_every_exchange},
+              {"in_place_min_run_bytes", opt.in_place_min_run_bytes}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
     if (times[s].scheme == "khalo") {
       j["profile"] = {{"exchange_s", breakdown[0]}, {"pack_s", breakdown[1]},          {"unpack_s", breakdown[2]},
@@ -245,7 +257,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       // HaloStats of one exchange on every rank: an open side adds no message and no packed byte.
       Json per_rank = Json::array();
       for (int r = 0; r < nranks; ++r) {
-        const std::int64_t* v = &all[8 * static_cast<std::size_t>(r)];
+        const std::int64_t* v = &all[kCounters * static_cast<std::size_t>(r)];
         per_rank.push_back({{"rank", r},
                             {"low_neighbour", v[0] != 0},
                             {"high_neighbour", v[1] != 0},
@@ -253,7 +265,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                             {"bytes_sent", v[3]},
                             {"bytes_packed", v[4]},
                             {"faces_packed", v[5]},
-                            {"allocations_at_plan", v[7]}});
+                            {"allocations_at_plan", v[7]},
+                            {"datatype_sends", v[8]},
+                            {"datatype_recvs", v[9]}});
       }
       j["stats_per_exchange"] = per_rank;
     }
@@ -268,13 +282,19 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       opt.profile_reps, breakdown[1] * 1e3, breakdown[2] * 1e3, breakdown[3] * 1e3, breakdown[4] * 1e3,
       breakdown[5] * 1e3, breakdown[6] * 1e3, breakdown[0] * 1e3, start_spreads[1].median * 1e3, breakdown[7] * 1e3,
       breakdown[7] > 0 ? breakdown[1] / breakdown[7] : 0.0);
+  std::printf(
+      "khalo's transport: %s, runs in place from %lld B; rank 0 per exchange: %lld messages, %lld sent and %lld "
+      "received through a derived datatype, %lld faces packed\n",
+      khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
+      static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
+      static_cast<long long>(all[5]));
   if (c.show_stats) {
     std::printf("khalo HaloStats per exchange (after %lld timed exchanges: %lld new allocations)\n",
                 static_cast<long long>(exchanges), static_cast<long long>(alloc_timed));
     std::printf("%5s %4s %5s %9s %11s %13s %13s %12s\n", "rank", "low", "high", "messages", "bytes sent",
                 "bytes packed", "faces packed", "allocations");
     for (int r = 0; r < nranks; ++r) {
-      const std::int64_t* v = &all[8 * static_cast<std::size_t>(r)];
+      const std::int64_t* v = &all[kCounters * static_cast<std::size_t>(r)];
       std::printf("%5d %4s %5s %9lld %11lld %13lld %13lld %12lld\n", r, v[0] ? "yes" : "open", v[1] ? "yes" : "open",
                   static_cast<long long>(v[2]), static_cast<long long>(v[3]), static_cast<long long>(v[4]),
                   static_cast<long long>(v[5]), static_cast<long long>(v[7]));
@@ -320,6 +340,17 @@ int main(int argc, char** argv) {
   app.add_flag("--raw-sendrecv", opt.raw_sendrecv,
                "raw_mpi as two MPI_Sendrecv per split dimension (serialises the directions) instead of "
                "nonblocking sends and receives all in flight");
+  app.add_flag("--fill-every-exchange", opt.fill_every_exchange,
+               "khalo and mpi_datatype zero the open sides on every exchange (default: once, since nothing "
+               "writes the ghost layers in between; raw_mpi never does)");
+  const std::map<std::string, khalo::Transport> transports{{"automatic", khalo::Transport::automatic},
+                                                           {"pack", khalo::Transport::pack},
+                                                           {"datatype", khalo::Transport::datatype}};
+  app.add_option("--transport", opt.transport, "khalo's transport (HaloSpec::set_transport)")
+      ->transform(CLI::CheckedTransformer(transports));
+  app.add_option("--in-place-min", opt.in_place_min_run_bytes,
+                 "khalo sends runs of at least this many bytes in place (HaloSpec::set_in_place_min_run_bytes)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--json", json, "write the records here (rank 0)");
   try {
     app.parse(argc, argv);

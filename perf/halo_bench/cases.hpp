@@ -36,6 +36,9 @@ struct Options {
   int profile_reps = 10;
   bool fresh_alloc = false;
   bool raw_sendrecv = false;
+  bool fill_every_exchange = false;                          // khalo and mpi_datatype zero open sides on every exchange
+  khalo::Transport transport = khalo::Transport::automatic;  // khalo's (HaloSpec::set_transport)
+  std::int64_t in_place_min_run_bytes = khalo::kDefaultInPlaceMinRunBytes;
 };
 
 inline std::vector<Case> wan_cases(bool quick) {

@@ -59,9 +59,11 @@ struct Datatypes {
   const Geometry* geo = nullptr;
   khalo::Boundary boundary;
   MPI_Comm comm;
+  bool fill_every_exchange = false;
+  bool filled = false;
 
-  Datatypes(const Geometry& g, const Case& c, std::vector<Arr<T>> views, MPI_Comm cm)
-      : fields(std::move(views)), geo(&g), boundary(c.boundary), comm(cm) {
+  Datatypes(const Geometry& g, const Case& c, std::vector<Arr<T>> views, MPI_Comm cm, bool fill_every)
+      : fields(std::move(views)), geo(&g), boundary(c.boundary), comm(cm), fill_every_exchange(fill_every) {
     for (const auto& pg : g.phases) {
       const std::int64_t last = g.padded[static_cast<std::size_t>(pg.dim)] - 1;
       Phase ph;
@@ -87,8 +89,9 @@ struct Datatypes {
       const PhaseGeom& pg = geo->phases[p];
       exchange_phase(pg, {MPI_BOTTOM, 1, ph.recv_low}, {MPI_BOTTOM, 1, ph.recv_high}, {MPI_BOTTOM, 1, ph.send_low},
                      {MPI_BOTTOM, 1, ph.send_high}, comm);
-      // Zero padding on a side without a neighbour, as khalo does on every exchange.
-      if (boundary == khalo::Boundary::zero) {
+      // Zero padding on a side without a neighbour, as khalo does: once (nobody writes the
+      // ghost layers in between), or on every exchange with --fill-every-exchange.
+      if (boundary == khalo::Boundary::zero && (fill_every_exchange || !filled)) {
         const std::int64_t last = geo->padded[static_cast<std::size_t>(pg.dim)] - 1;
         for (auto& a : fields) {
           if (pg.low == MPI_PROC_NULL) fill_box(exec, a, box_lo(pg, 0), pg.face, T{});
@@ -97,6 +100,7 @@ struct Datatypes {
         exec.fence();
       }
     }
+    filled = true;
   }
 };
 
