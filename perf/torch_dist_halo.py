@@ -2,7 +2,8 @@
 """The seed's halo exchange (torch.distributed over gloo, then torch.cat) beside khalo's, same data.
 
     mpirun --oversubscribe -np 2 python3 perf/torch_dist_halo.py [--shape 1,384,4,60,104] [--rounds 25]
-                                                               [--reps 20] [--quick] [--json FILE]
+                                                               [--reps 20] [--seed-rows channels_last|nchw]
+                                                               [--quick] [--json FILE]
 
 (khalo's Python module must be importable: PYTHONPATH=<build>/python, docs/python.md §7.)
 
