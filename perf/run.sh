@@ -70,6 +70,14 @@ if $python -c 'import torch' 2>/dev/null; then
   "${prio[@]}" $python perf/torch_baseline.py --threads 1 "${quick[@]}" --json "$results/torch_conv.json"
   echo "== PyTorch decoder stage, 1 and 2 threads"
   "${prio[@]}" $python perf/torch_baseline.py --decoder --threads 1 2 "${quick[@]}" --json "$results/torch_decoder.json"
+  echo "== halo exchange, 2 ranks: torch.distributed (gloo) + torch.cat beside khalo's Python module"
+  if grep -q '^KHALO_ENABLE_PYTHON:BOOL=ON' "$build/CMakeCache.txt"; then
+    cmake --build "$build" -j "$cores" --target khalo_python >/dev/null
+    "${mpirun[@]}" -np 2 -x PYTHONPATH="$build/python${PYTHONPATH:+:$PYTHONPATH}" $python perf/torch_dist_halo.py \
+      "${quick[@]}" --json "$results/torch_dist_halo.json" </dev/null
+  else
+    echo "(KHALO_ENABLE_PYTHON is off: khalo's Python module needs pybind11-dev and python3-mpi4py)"
+  fi
 else
   echo "(python3-torch is not installed: apt-get install python3-torch for the PyTorch columns)"
 fi
