@@ -161,13 +161,17 @@ def load_fit(path):
 
 def fit_sharing(args):
     """The two parameters of Sharing (exchange.py), fitted on chain.c's runs with more ranks
-    than cores: y on a grid (0, 0.05, .. 1), h by least squares on relative error for each y,
+    than cores (the median over measure.sh's repeated runs of each point): y on a grid (0, 0.05, .. 1), h by least squares on relative error for each y,
     the pair with the smallest sum of squared relative errors. The link is fit.json's; the
     packed mode's memcpy (one run per face) costs bytes / gamma_memcpy, gamma_memcpy taken from
     the 2-rank chain (packed - raw = 2 copies of b bytes per neighbour), not from bench_halo."""
     fd, link, _ = load_fit(args.fit)
-    pts = load_jsonl(args.chain)
     st = args.stat
+    runs = {}
+    for p in load_jsonl(args.chain):
+        runs.setdefault((p["ranks"], p["mode"], p["bytes"]), []).append(p[st])
+    pts = [dict(ranks=k[0], mode=k[1], bytes=k[2], runs=len(v), **{st: float(np.median(v))}) for k, v in
+           sorted(runs.items())]
     two = {(p["mode"], p["bytes"]): p[st] for p in pts if p["ranks"] == 2}
     g = [2 * b / (two[("packed", b)] - t) for (m, b), t in two.items()
          if m == "raw" and b >= EAGER and ("packed", b) in two and two[("packed", b)] > t]
@@ -191,7 +195,7 @@ def fit_sharing(args):
     rows = []
     for p in pts:
         m = sh.time(works(p)) if p["ranks"] > args.cores else max(works(p))
-        rows.append(dict(ranks=p["ranks"], mode=p["mode"], bytes=p["bytes"], measured_s=p[st], model_s=m,
+        rows.append(dict(ranks=p["ranks"], mode=p["mode"], bytes=p["bytes"], runs=p["runs"], measured_s=p[st], model_s=m,
                          error=m / p[st] - 1, in_fit=p in fitpts))
     summary = {}
     for P in sorted({r["ranks"] for r in rows}):

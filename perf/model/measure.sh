@@ -57,7 +57,11 @@ bench() {  # ranks
 }
 chain() {
   load "chain start"
-  for n in 2 3 4; do mpirun --oversubscribe -np "$n" "$build/chain" 0.3; done > "$data/chain.jsonl"
+  # Several runs: which ranks share a core changes from run to run (halo_model.py fits the
+  # median of the runs).
+  for r in $(seq "${KHALO_MODEL_CHAIN_RUNS:-3}"); do
+    for n in 2 3 4; do mpirun --oversubscribe -np "$n" "$build/chain" 0.3 | sed "s/^{/{\"run\": $r, /"; done
+  done > "$data/chain.jsonl"
   load "chain end"
 }
 pingpong() {
