@@ -6,13 +6,15 @@
 #                            oversubscribed when the machine has 2 cores)
 #   halo_np{2,3,4}.json      bench_halo, Wan cases, 2, 3 and 4 ranks
 #   halo_quick_np{2,3,4}.json  the same in bench_halo's --quick form (tiny shapes: latency)
+#   idle_share.jsonl         idle_share.c at 2, 3, 4 ranks, Open MPI's default and without yield
 #   khalo.json               the commit measured and khalo's in-place threshold in it
 #   machine.txt              lscpu, scheduling group, load before and after each step
 # Then fit, fit-sharing, validate, predict. Build bench_halo first (README.md). Usage:
 #   perf/model/measure.sh [build-dir] [step ...]     (default: build; every step)
-# Steps: pingpong chain np2 np3 np4 analyse. Each step takes $KHALO_CPU_LOCK (a flock file,
-# e.g. /tmp/khalo-cpu.lock) when set, so that other timed jobs on a shared machine run between
-# steps, not during one (np4, the longest, takes ~5 minutes).
+# Steps: pingpong chain np2 np3 np4 analyse (the default), and idle. Each step takes
+# $KHALO_CPU_LOCK (a flock file, e.g. /tmp/khalo-cpu.lock) when set, so that other timed jobs on
+# a shared machine run between steps, not during one (np4, the longest, took 1.5 minutes with
+# priority, ~5 under load without).
 # KHALO_PERF_NICE=-15 (root): run ahead of other jobs. With the kernel's autogroups a process's
 # nice only ranks it within its session's group, so the script runs in a session of its own
 # (setsid) and gives that group the nice value, as perf/decoder_model.sh does.
@@ -43,10 +45,10 @@ locked() {  # run "$@" (a function) under $KHALO_CPU_LOCK when set
 if [[ ! -s $data/machine.txt ]]; then
   { lscpu | grep -E 'Model name|CPU family|^Model:|^CPU\(s\)'; mpirun --version | head -1; } > "$data/machine.txt"
 fi
-# What was measured: the commit, and khalo's in-place threshold in it (the model follows it).
-threshold=$($py perf/model/exchange.py --in-place-run-bytes)
-printf '{"commit": "%s", "in_place_run_bytes": %s}\n' "$(git rev-parse HEAD)" "$threshold" > "$data/khalo.json"
 bench() {  # ranks
+  # What was measured: the commit, and khalo's in-place threshold in it (the model follows it).
+  threshold=$($py perf/model/exchange.py --in-place-run-bytes)
+  printf '{"commit": "%s", "in_place_run_bytes": %s}\n' "$(git rev-parse HEAD)" "$threshold" > "$data/khalo.json"
   load "bench_halo np$1 start"
   mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --only wan --budget "${KHALO_MODEL_BUDGET:-0.5}" \
     --json "$data/halo_np$1.json" </dev/null > "$data/halo_np$1.txt"
@@ -64,6 +66,15 @@ chain() {
   done > "$data/chain.jsonl"
   load "chain end"
 }
+idle() {
+  load "idle_share start"
+  for n in 2 3 4; do mpirun --oversubscribe -np "$n" "$build/idle_share" | sed 's/^{/{"yield": "default", /'; done \
+    > "$data/idle_share.jsonl"
+  for n in 3 4; do
+    mpirun --oversubscribe --mca mpi_yield_when_idle 0 -np "$n" "$build/idle_share" | sed 's/^{/{"yield": "0", /'
+  done >> "$data/idle_share.jsonl"
+  load "idle_share end"
+}
 pingpong() {
   load "pingpong start"
   mpirun --oversubscribe -np 2 "$build/pingpong" 0.3 > "$data/pingpong.jsonl"
@@ -73,6 +84,7 @@ for s in "${steps[@]}"; do
   case $s in
     pingpong) mpicc -O2 -o "$build/pingpong" perf/model/pingpong.c; locked pingpong ;;
     chain) mpicc -O2 -o "$build/chain" perf/model/chain.c; locked chain ;;
+    idle) mpicc -O2 -o "$build/idle_share" perf/model/idle_share.c; locked idle ;;
     np[0-9]*) locked bench "${s#np}" ;;
     analyse)
       cpu="$(lscpu | sed -n "s/^Model name: *//p"), family $(lscpu | sed -n "s/^CPU family: *//p") model $(lscpu | sed -n "s/^Model: *//p")"
@@ -80,6 +92,6 @@ for s in "${steps[@]}"; do
       $py perf/model/halo_model.py fit-sharing
       $py perf/model/halo_model.py validate --bench "$data"/halo_np{2,3,4}.json "$data"/halo_quick_np{2,3,4}.json
       $py perf/model/halo_model.py predict ;;
-    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse)" >&2; exit 2 ;;
+    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse idle)" >&2; exit 2 ;;
   esac
 done
