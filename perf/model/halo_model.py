@@ -52,7 +52,7 @@ def bench_records(paths):
         with open(p) as f:
             recs = json.load(f)
         for r in recs:
-            r["_file"] = os.path.basename(p)
+            r["_file"] = os.path.relpath(os.path.abspath(p), HERE)  # e.g. data/halo_np2.json
         out.extend(recs)
     return [r for r in out if r["case"].startswith("wan_")]
 
@@ -261,7 +261,11 @@ def validate(args):
             u.startswith(r["_file"] + ":" + r["case"] + ":" + r["layout"]) for u in fd["copy"]["fitted_on"])
         key = r["_file"] + ":" + r["case"] + ":" + r["layout"]
         dropped = scheme == "khalo" and r["ranks"] == 2 and key in fd["copy"].get("dropped", [])
+        # The same case and layout at other rank counts, when the 2-rank copy fit dropped it.
+        like_dropped = scheme == "khalo" and any(u.split(":", 1)[1] == r["case"] + ":" + r["layout"]
+                                                 for u in fd["copy"].get("dropped", []))
         rows.append({"file": r["_file"], "case": r["case"], "layout": r["layout"], "ranks": r["ranks"],
+                     "case_dropped_at_2_ranks": like_dropped,
                      "scheme": r["scheme"], "measured_s": r["median_s"], "fitted_stat_s": r[stat], "q1_s": r.get("q1_s"),
                      "q3_s": r.get("q3_s"), "model_s": pred, "error": pred / r[stat] - 1,
                      "error_vs_median": pred / r["median_s"] - 1, "in_fit": in_fit,
@@ -274,6 +278,18 @@ def validate(args):
                           ("dropped_from_fit", [x for x in sel if x["dropped_from_fit"]])):
             if not pick:
                 continue
+            if tag == "out_of_fit" and key[1] == "khalo" and any(x["case_dropped_at_2_ranks"] for x in pick):
+                kept = [x for x in pick if not x["case_dropped_at_2_ranks"]]
+                for sub, sp in (("out_of_fit, cases the 2-rank fit kept", kept),
+                                ("out_of_fit, cases the 2-rank fit dropped",
+                                 [x for x in pick if x["case_dropped_at_2_ranks"]])):
+                    if sp:
+                        e = [abs(x["error"]) for x in sp]
+                        em = [abs(x["error_vs_median"]) for x in sp]
+                        summary[f"{key[1]} np{key[0]} {sub}"] = {
+                            "cases": len(e), "median_abs_error": float(np.median(e)), "max_abs_error": float(max(e)),
+                            "median_abs_error_vs_median": float(np.median(em)),
+                            "max_abs_error_vs_median": float(max(em))}
             e = [abs(x["error"]) for x in pick]
             em = [abs(x["error_vs_median"]) for x in pick]
             summary[f"{key[1]} np{key[0]} {tag}"] = {
