@@ -17,10 +17,10 @@ def header_in_place_run(path=HEADER):
     whose runs are all >= this many bytes goes to MPI in place, one message per run; otherwise
     khalo packs it into one message."""
     with open(path) as f:
-        m = re.search(r"kMinInPlaceRunBytes\s*=\s*([0-9 *+()]+);", f.read())
+        m = re.search(r"kMinInPlaceRunBytes\s*=\s*([0-9 *+<()]+);", f.read())
     if not m:
         raise RuntimeError(f"kMinInPlaceRunBytes not found in {path}")
-    return int(eval(m.group(1), {"__builtins__": {}}))  # digits, *, +, parentheses only
+    return int(eval(m.group(1), {"__builtins__": {}}))  # digits, *, +, <<, parentheses only
 
 
 def data_in_place_run(bench_paths):
