@@ -2,9 +2,50 @@
 what one rank does in one phase, and a row-split exchange on one shared-memory node.
 Every time is seconds; every size bytes."""
 
+import json
+import os
+import re
+
 F32 = 4
 EAGER = 4096  # Open MPI 4.1 vader BTL: eager limit 4 KiB, larger messages single-copy (CMA)
-IN_PLACE_RUN = 64 * 1024  # khalo sends a face of runs >= 64 KiB in place, one message per run
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "detail", "halo", "messages.hpp")
+
+
+def header_in_place_run(path=HEADER):
+    """khalo's in-place threshold, kMinInPlaceRunBytes, as the source tree defines it: a face
+    whose runs are all >= this many bytes goes to MPI in place, one message per run; otherwise
+    khalo packs it into one message."""
+    with open(path) as f:
+        m = re.search(r"kMinInPlaceRunBytes\s*=\s*([0-9 *+<()]+);", f.read())
+    if not m:
+        raise RuntimeError(f"kMinInPlaceRunBytes not found in {path}")
+    return int(eval(m.group(1), {"__builtins__": {}}))  # digits, *, +, <<, parentheses only
+
+
+def data_in_place_run(bench_paths):
+    """The threshold of the khalo that produced these bench_halo records: measure.sh writes it
+    to khalo.json beside them. None when not recorded."""
+    found = set()
+    for b in bench_paths:
+        meta = os.path.join(os.path.dirname(os.path.abspath(b)), "khalo.json")
+        if os.path.exists(meta):
+            with open(meta) as f:
+                found.add(int(json.load(f)["in_place_run_bytes"]))
+    if len(found) > 1:
+        raise RuntimeError(f"bench files measured with different in-place thresholds: {sorted(found)}")
+    return found.pop() if found else None
+
+
+# THE in-place threshold of the model (bytes per run), one parameter: khalo's
+# kMinInPlaceRunBytes read from the tree; halo_model.py sets it per command
+# (--in-place-run-bytes, or the value recorded with the measured data for fit and validate).
+IN_PLACE_RUN = header_in_place_run()
+
+
+def set_in_place_run(nbytes):
+    global IN_PLACE_RUN
+    IN_PLACE_RUN = int(nbytes)
 
 
 class Link:
@@ -54,7 +95,7 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     k = sides_with_neighbour
     if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
         return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0)
-    in_place = run_bytes >= IN_PLACE_RUN
+    in_place = runs == 1 or run_bytes >= IN_PLACE_RUN  # khalo: a single run always goes in place
     msgs = k * (runs if in_place else 1)
     copy_runs = 0 if in_place else 2 * k * runs  # pack on send, unpack on receive
     copy_bytes = 0 if in_place else 2 * k * b
@@ -67,12 +108,69 @@ def rank_time(work, link, copy):
     return link.time(work["messages"], work["bytes"]) + copy.time(work["copy_runs"], work["copy_bytes"])
 
 
-def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo"):
+class Sharing:
+    """Ranks sharing cores (more ranks than cores on one node), as the kernel time-slices them.
+
+    Every rank's exchange time is CPU work on its own core (the copies, and the link's part:
+    with CMA the receiving rank copies). While a ranks have work left and d ranks are done
+    (waiting in MPI for the others, which Open MPI does yielding the core when the node is
+    oversubscribed), the c cores are shared fairly: each working rank runs at
+    min(1, c / (a + y d)) of a core (generalised processor sharing). Two parameters, fitted on
+    chain.c (halo_model.py fit-sharing), never on bench_halo:
+      y  yield share: the part of its fair share a waiting rank still takes. 0: it gives the
+         core away at once (an ideal yield, work-conserving); 1: it keeps its whole share
+         (busy polling), so every rank runs at c / P until the last one is done.
+      h  hand-off wait, seconds per exchange and per rank beyond the cores: a rank that was
+         descheduled is switched back in before its neighbours can finish (the scheduler's
+         wake-up and migration latency, not its full slice: the ranks yield long before).
+    With ranks <= cores every rank has its core: the slowest rank's time, as before."""
+
+    def __init__(self, cores, yield_share=1.0, handoff_s=0.0):
+        self.cores, self.yield_share, self.handoff_s = cores, yield_share, handoff_s
+
+    def time(self, works):
+        P, c = len(works), self.cores
+        if P <= c:
+            return max(works)
+        rem, t, done = sorted(works), 0.0, 0
+        while rem:
+            rate = min(1.0, c / (len(rem) + self.yield_share * done))
+            step = rem[0]
+            t += step / rate
+            rem = [x - step for x in rem[1:]]
+            done += 1
+            while rem and rem[0] <= 1e-15:
+                rem.pop(0)
+                done += 1
+        return t + (P - c) * self.handoff_s
+
+
+def chain_works(ranks, b, link, copy=None):
+    """Each rank's work in chain.c: k = 1 or 2 neighbours, b bytes to and from each; `copy`
+    (Copy) for its packed mode, a pack and an unpack of b bytes per neighbour (one run each)."""
+    out = []
+    for r in range(ranks):
+        k = (r > 0) + (r < ranks - 1)
+        t = link.time(k, k * b)
+        if copy is not None:
+            t += copy.time(2 * k, 2 * k * b)
+        out.append(t)
+    return out
+
+
+def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo", sharing=None):
     """A row-split exchange of a (1, C, D, rows per rank, W) band on `ranks` ranks of one
-    shared-memory node with `cores` cores: the slowest rank's time, and when ranks > cores the
-    CPU work of all ranks spread over the cores (CMA: the receiver copies), whichever is longer."""
+    shared-memory node with `cores` cores: the slowest rank's time when every rank has a core;
+    with more ranks than cores, `sharing` (Sharing) time-slices the ranks' work over the cores
+    (default: the ranks busy-poll, y = 1, no hand-off wait)."""
     times = []
     for r in range(ranks):
         k = (r > 0) + (r < ranks - 1)
         times.append(rank_time(phase_work(layout, C, D, rows, W, "h", k, scheme), link, copy))
-    return max(max(times), sum(times) / cores) if ranks > cores else max(times)
+    return (sharing or Sharing(cores)).time(times)
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--in-place-run-bytes"]:
+        print(header_in_place_run())

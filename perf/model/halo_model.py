@@ -3,8 +3,9 @@
 for packing, unpacking and open-side fills, fitted on this machine and extrapolated to
 fabrics from their published figures (issue #17 part 4). Python 3 standard library + numpy.
 
-  halo_model.py fit       [--pingpong F.jsonl] [--bench F.json ...]   -> fit.json
-  halo_model.py validate  [--bench F.json ...]                        -> validation.json
+  halo_model.py fit          [--pingpong F.jsonl] [--bench F.json ...]   -> fit.json
+  halo_model.py fit-sharing  [--chain F.jsonl]      (ranks sharing cores) -> fit.json["sharing"]
+  halo_model.py validate     [--bench F.json ...]                        -> validation.json
   halo_model.py predict                                               -> predictions.json
   halo_model.py layers        (the decoder's exchanges, layer by layer, per latent frame)
 
@@ -22,7 +23,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from exchange import EAGER, F32, Copy, Link, exchange_time_smp, phase_work  # noqa: E402
+import exchange  # noqa: E402
+from exchange import EAGER, F32, Copy, Link, Sharing, chain_works, exchange_time_smp, phase_work  # noqa: E402
 from wan_layers import wan21_layers  # noqa: E402
 from scaling import decoder_costs, grid_options, node_block, phase_time, scenarios  # noqa: E402
 
@@ -50,7 +52,7 @@ def bench_records(paths):
         with open(p) as f:
             recs = json.load(f)
         for r in recs:
-            r["_file"] = os.path.basename(p)
+            r["_file"] = os.path.relpath(os.path.abspath(p), HERE)  # e.g. data/halo_np2.json
         out.extend(recs)
     return [r for r in out if r["case"].startswith("wan_")]
 
@@ -60,8 +62,21 @@ def case_shape(r):
     return C, D, rows - 2, W  # the bench's shape has the two ghost rows
 
 
+def use_in_place_run(args, bench_paths):
+    """Set the model's in-place threshold: --in-place-run-bytes, else the one recorded with the
+    measured data (measure.sh's khalo.json), else the source tree's kMinInPlaceRunBytes."""
+    recorded = exchange.data_in_place_run(bench_paths) if bench_paths else None
+    v = args.in_place_run_bytes or recorded or exchange.header_in_place_run()
+    exchange.set_in_place_run(v)
+    src = "--in-place-run-bytes" if args.in_place_run_bytes else ("khalo.json of the data" if recorded else
+                                                                  "kMinInPlaceRunBytes in the tree")
+    print(f"in-place threshold: {v} bytes per run ({src})")
+    return v
+
+
 def fit(args):
     pp = load_jsonl(args.pingpong)
+    use_in_place_run(args, args.bench)
     res = {"cpu": args.cpu, "source": {"pingpong": os.path.relpath(args.pingpong, HERE),
                                        "bench": [os.path.relpath(b, HERE) for b in args.bench]}}
     # Three fits per mode and statistic: every size (8 B .. 64 MiB, as asked), the eager
@@ -116,6 +131,12 @@ def fit(args):
                    "dropped": dropped}
     res["model_link"] = {"large": f"exchange_{pst}_cma", "small": f"exchange_{pst}_eager", "eager_bytes": EAGER}
     res["bench_stat"] = args.stat
+    res["in_place_run_bytes"] = exchange.IN_PLACE_RUN
+    if os.path.exists(args.out):  # keep the sharing fit (fit-sharing) of an earlier run
+        with open(args.out) as f:
+            old = json.load(f)
+        if "sharing" in old:
+            res["sharing"] = old["sharing"]
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
     for k, e in res.items():
@@ -138,10 +159,95 @@ def load_fit(path):
                                                                           fd["copy"]["gamma_Bps"])
 
 
+def fit_sharing(args):
+    """The two parameters of Sharing (exchange.py), fitted on chain.c's runs with more ranks
+    than cores (the median over measure.sh's repeated runs of each point): y on a grid (0, 0.05, .. 1), h by least squares on relative error for each y,
+    the pair with the smallest sum of squared relative errors. The link is fit.json's; the
+    packed mode's memcpy (one run per face) costs bytes / gamma_memcpy, gamma_memcpy taken from
+    the 2-rank chain (packed - raw = 2 copies of b bytes per neighbour), not from bench_halo."""
+    fd, link, _ = load_fit(args.fit)
+    st = args.stat
+    runs = {}
+    for p in load_jsonl(args.chain):
+        runs.setdefault((p["ranks"], p["mode"], p["bytes"]), []).append(p[st])
+    pts = [dict(ranks=k[0], mode=k[1], bytes=k[2], runs=len(v), **{st: float(np.median(v))}) for k, v in
+           sorted(runs.items())]
+    two = {(p["mode"], p["bytes"]): p[st] for p in pts if p["ranks"] == 2}
+    g = [2 * b / (two[("packed", b)] - t) for (m, b), t in two.items()
+         if m == "raw" and b >= EAGER and ("packed", b) in two and two[("packed", b)] > t]
+    memcpy = Copy(0.0, float(np.median(g)))
+    fitpts = [p for p in pts if p["ranks"] > args.cores and p["mode"] in args.modes]
+
+    def works(p):
+        return chain_works(p["ranks"], p["bytes"], link, memcpy if p["mode"] == "packed" else None)
+
+    best = None
+    for y in np.round(np.arange(0.0, 1.0001, 0.05), 2):
+        base = np.array([Sharing(args.cores, y, 0.0).time(works(p)) for p in fitpts])
+        t = np.array([p[st] for p in fitpts])
+        n = np.array([p["ranks"] - args.cores for p in fitpts], float)
+        h = max(0.0, float(np.sum((n / t) * (1 - base / t)) / np.sum((n / t) ** 2)))
+        sse = float(np.sum(((base + n * h) / t - 1) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, float(y), h)
+    _, y, h = best
+    sh = Sharing(args.cores, y, h)
+    rows = []
+    for p in pts:
+        m = sh.time(works(p)) if p["ranks"] > args.cores else max(works(p))
+        rows.append(dict(ranks=p["ranks"], mode=p["mode"], bytes=p["bytes"], runs=p["runs"], measured_s=p[st], model_s=m,
+                         error=m / p[st] - 1, in_fit=p in fitpts))
+    summary = {}
+    for P in sorted({r["ranks"] for r in rows}):
+        for mode in ("raw", "packed"):
+            e = [abs(r["error"]) for r in rows if r["ranks"] == P and r["mode"] == mode]
+            if e:
+                summary[f"np{P} {mode}"] = {"cases": len(e), "median_abs_error": float(np.median(e)),
+                                            "max_abs_error": float(max(e))}
+    with open(args.fit) as f:
+        fd = json.load(f)
+    fd["sharing"] = {"cores": args.cores, "yield_share": y, "handoff_s": h, "stat": st,
+                     "memcpy_gamma_Bps": memcpy.gamma, "fitted_on": os.path.relpath(args.chain, HERE),
+                     "modes": args.modes, "rows": rows, "summary": summary}
+    with open(args.fit, "w") as f:
+        json.dump(fd, f, indent=1)
+    print(f"sharing on {args.cores} cores: yield share y = {y:.2f}, hand-off h = {h * 1e6:.2f} us per rank beyond "
+          f"the cores (memcpy {memcpy.gamma / 1e9:.1f} GB/s from the 2-rank chain; fitted on {len(fitpts)} points, "
+          f"{'+'.join(args.modes)}, {st[:-2]}) -> {args.fit}")
+    print("| ranks | mode | KiB | measured ms | model ms | error |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f'| {r["ranks"]} | {r["mode"]} | {r["bytes"] / 1024:.1f} | {r["measured_s"] * 1e3:.3f} | '
+              f'{r["model_s"] * 1e3:.3f} | {r["error"] * 100:+.0f}%{" (fit)" if r["in_fit"] else ""} |')
+    for k, v in summary.items():
+        print(f'{k}: {v["cases"]} sizes, median |error| {v["median_abs_error"] * 100:.0f}%, '
+              f'max {v["max_abs_error"] * 100:.0f}%')
+
+
+def load_sharing(fd, cores, mode):
+    """The Sharing the model uses: fitted (fit-sharing), or the ablations: 'busy' (every rank
+    keeps its share, y = 1, h = 0) and 'floor' (the former model: max(slowest rank, all ranks'
+    work / cores))."""
+    if mode == "fitted":
+        if "sharing" not in fd:
+            raise SystemExit("fit.json has no sharing fit: run halo_model.py fit-sharing first")
+        s = fd["sharing"]
+        return Sharing(cores, s["yield_share"], s["handoff_s"])
+    if mode == "busy":
+        return Sharing(cores, 1.0, 0.0)
+
+    class Floor(Sharing):
+        def time(self, works):
+            return max(max(works), sum(works) / self.cores) if len(works) > self.cores else max(works)
+    return Floor(cores)
+
+
 # ----------------------------------------------------------------------------- validation
 
 def validate(args):
     fd, link, copy = load_fit(args.fit)
+    use_in_place_run(args, args.bench)
+    sharing = load_sharing(fd, args.cores, args.sharing)
     stat = fd.get("bench_stat", "median_s")
     rows = []
     for r in bench_records(args.bench):
@@ -149,12 +255,17 @@ def validate(args):
             continue
         C, D, rows_per_rank, W = case_shape(r)
         scheme = "raw" if r["scheme"] == "raw_mpi" else "khalo"
-        pred = exchange_time_smp(r["layout"], C, D, rows_per_rank, W, r["ranks"], args.cores, link, copy, scheme)
+        pred = exchange_time_smp(r["layout"], C, D, rows_per_rank, W, r["ranks"], args.cores, link, copy, scheme,
+                                 sharing)
         in_fit = scheme == "khalo" and r["ranks"] == 2 and any(
             u.startswith(r["_file"] + ":" + r["case"] + ":" + r["layout"]) for u in fd["copy"]["fitted_on"])
         key = r["_file"] + ":" + r["case"] + ":" + r["layout"]
         dropped = scheme == "khalo" and r["ranks"] == 2 and key in fd["copy"].get("dropped", [])
+        # The same case and layout at other rank counts, when the 2-rank copy fit dropped it.
+        like_dropped = scheme == "khalo" and any(u.split(":", 1)[1] == r["case"] + ":" + r["layout"]
+                                                 for u in fd["copy"].get("dropped", []))
         rows.append({"file": r["_file"], "case": r["case"], "layout": r["layout"], "ranks": r["ranks"],
+                     "case_dropped_at_2_ranks": like_dropped,
                      "scheme": r["scheme"], "measured_s": r["median_s"], "fitted_stat_s": r[stat], "q1_s": r.get("q1_s"),
                      "q3_s": r.get("q3_s"), "model_s": pred, "error": pred / r[stat] - 1,
                      "error_vs_median": pred / r["median_s"] - 1, "in_fit": in_fit,
@@ -167,13 +278,27 @@ def validate(args):
                           ("dropped_from_fit", [x for x in sel if x["dropped_from_fit"]])):
             if not pick:
                 continue
+            if tag == "out_of_fit" and key[1] == "khalo" and any(x["case_dropped_at_2_ranks"] for x in pick):
+                kept = [x for x in pick if not x["case_dropped_at_2_ranks"]]
+                for sub, sp in (("out_of_fit, cases the 2-rank fit kept", kept),
+                                ("out_of_fit, cases the 2-rank fit dropped",
+                                 [x for x in pick if x["case_dropped_at_2_ranks"]])):
+                    if sp:
+                        e = [abs(x["error"]) for x in sp]
+                        em = [abs(x["error_vs_median"]) for x in sp]
+                        summary[f"{key[1]} np{key[0]} {sub}"] = {
+                            "cases": len(e), "median_abs_error": float(np.median(e)), "max_abs_error": float(max(e)),
+                            "median_abs_error_vs_median": float(np.median(em)),
+                            "max_abs_error_vs_median": float(max(em))}
             e = [abs(x["error"]) for x in pick]
             em = [abs(x["error_vs_median"]) for x in pick]
             summary[f"{key[1]} np{key[0]} {tag}"] = {
                 "cases": len(e), "median_abs_error": float(np.median(e)), "max_abs_error": float(max(e)),
                 "median_abs_error_vs_median": float(np.median(em)), "max_abs_error_vs_median": float(max(em))}
     with open(args.out, "w") as f:
-        json.dump({"cores": args.cores, "stat": stat, "rows": rows, "summary": summary}, f, indent=1)
+        json.dump({"cores": args.cores, "stat": stat, "sharing": args.sharing, "sharing_params": vars(sharing),
+                   "in_place_run_bytes": exchange.IN_PLACE_RUN, "bench": [os.path.relpath(b, HERE) for b in args.bench],
+                   "rows": rows, "summary": summary}, f, indent=1)
     print(f"| ranks | scheme | case | layout | measured {stat[:-2]} ms | measured median ms | model ms | "
           f"error vs {stat[:-2]} | error vs median |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -190,6 +315,7 @@ def validate(args):
 
 def predict(args):
     fd, link, copy = load_fit(args.fit)
+    use_in_place_run(args, [])
     H, W, T = 60, 104, 21
     layers = wan21_layers()
     res = {"fit": os.path.basename(args.fit), "cpu_gflops": args.cpu_gflops, "latent": [1, 16, T, H, W],
@@ -290,6 +416,7 @@ def predict(args):
 
 def layers_table(args):
     """The enumeration: every layer of one latent frame, its exchange and message size."""
+    use_in_place_run(args, [])
     H, W = 60, 104
     kern = {27: "3x3x3", 9: "3x3 (after nearest 2x)", 3: "(3,1,1)", 1: "1x1x1"}
     print("| layer | kernel | Cin -> Cout | level rows x cols | frames (k = 0 / k > 0) | halo exchange | "
@@ -325,21 +452,34 @@ def main():
                         "percentile with it, its median with median_s): interference only slows a run")
     f.add_argument("--max-bytes", type=int, default=2 << 20, help="upper end of the single-copy fit")
     f.add_argument("--out", default=os.path.join(HERE, "fit.json"))
+    fs = sub.add_parser("fit-sharing", help="fit the core-sharing parameters on chain.c's runs")
+    fs.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
+    fs.add_argument("--chain", default=os.path.join(HERE, "data", "chain.jsonl"))
+    fs.add_argument("--cores", type=int, default=os.cpu_count())
+    fs.add_argument("--stat", default="q1_s", choices=["q1_s", "median_s", "p10_s", "min_s"])
+    fs.add_argument("--modes", nargs="+", default=["raw", "packed"], choices=["raw", "packed"])
     v = sub.add_parser("validate", help="model against measured bench_halo runs")
     v.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     v.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f"halo{q}_np{n}.json")
                                                   for q in ("", "_quick") for n in (2, 3, 4)])
     v.add_argument("--cores", type=int, default=os.cpu_count())
     v.add_argument("--out", default=os.path.join(HERE, "validation.json"))
+    v.add_argument("--sharing", default="fitted", choices=["fitted", "busy", "floor"],
+                   help="more ranks than cores: the fitted Sharing, or an ablation (load_sharing)")
     p = sub.add_parser("predict", help="the Wan decoder stage and whole decoder at 8, 64, 512 ranks")
     p.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     p.add_argument("--cpu-gflops", type=float, default=90.0)
     p.add_argument("--gpu-launch-us", type=float, default=5.0,
                    help="assumed cost of one GPU pack / unpack / fill kernel launch")
     p.add_argument("--out", default=os.path.join(HERE, "predictions.json"))
-    sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
+    la = sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
+    for q in (f, v, p, la):
+        q.add_argument("--in-place-run-bytes", type=int, default=None,
+                       help="khalo's in-place threshold (kMinInPlaceRunBytes); default: the one recorded "
+                            "with the data (fit, validate), else the source tree's")
     a = ap.parse_args()
-    {"fit": fit, "validate": validate, "predict": predict, "layers": layers_table}[a.cmd](a)
+    {"fit": fit, "fit-sharing": fit_sharing, "validate": validate, "predict": predict,
+     "layers": layers_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
