@@ -9,17 +9,17 @@ import re
 F32 = 4
 EAGER = 4096  # Open MPI 4.1 vader BTL: eager limit 4 KiB, larger messages single-copy (CMA)
 HERE = os.path.dirname(os.path.abspath(__file__))
-HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "detail", "halo", "messages.hpp")
+HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "halo_spec.hpp")
 
 
 def header_in_place_run(path=HEADER):
-    """khalo's in-place threshold, kMinInPlaceRunBytes, as the source tree defines it: a face
+    """khalo's in-place threshold, kDefaultInPlaceMinRunBytes, as the source tree defines it: a face
     whose runs are all >= this many bytes goes to MPI in place, one message per run; otherwise
     khalo packs it into one message."""
     with open(path) as f:
-        m = re.search(r"kMinInPlaceRunBytes\s*=\s*([0-9 *+<()]+);", f.read())
+        m = re.search(r"kDefaultInPlaceMinRunBytes\s*=\s*([0-9 *+<()]+);", f.read())
     if not m:
-        raise RuntimeError(f"kMinInPlaceRunBytes not found in {path}")
+        raise RuntimeError(f"kDefaultInPlaceMinRunBytes not found in {path}")
     return int(eval(m.group(1), {"__builtins__": {}}))  # digits, *, +, <<, parentheses only
 
 
@@ -38,7 +38,7 @@ def data_in_place_run(bench_paths):
 
 
 # THE in-place threshold of the model (bytes per run), one parameter: khalo's
-# kMinInPlaceRunBytes read from the tree; halo_model.py sets it per command
+# kDefaultInPlaceMinRunBytes read from the tree; halo_model.py sets it per command
 # (--in-place-run-bytes, or the value recorded with the measured data for fit and validate).
 IN_PLACE_RUN = header_in_place_run()
 

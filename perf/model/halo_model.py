@@ -64,12 +64,12 @@ def case_shape(r):
 
 def use_in_place_run(args, bench_paths):
     """Set the model's in-place threshold: --in-place-run-bytes, else the one recorded with the
-    measured data (measure.sh's khalo.json), else the source tree's kMinInPlaceRunBytes."""
+    measured data (measure.sh's khalo.json), else the source tree's kDefaultInPlaceMinRunBytes."""
     recorded = exchange.data_in_place_run(bench_paths) if bench_paths else None
     v = args.in_place_run_bytes or recorded or exchange.header_in_place_run()
     exchange.set_in_place_run(v)
     src = "--in-place-run-bytes" if args.in_place_run_bytes else ("khalo.json of the data" if recorded else
-                                                                  "kMinInPlaceRunBytes in the tree")
+                                                                  "kDefaultInPlaceMinRunBytes in the tree")
     print(f"in-place threshold: {v} bytes per run ({src})")
     return v
 
@@ -475,7 +475,7 @@ def main():
     la = sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
     for q in (f, v, p, la):
         q.add_argument("--in-place-run-bytes", type=int, default=None,
-                       help="khalo's in-place threshold (kMinInPlaceRunBytes); default: the one recorded "
+                       help="khalo's in-place threshold (kDefaultInPlaceMinRunBytes); default: the one recorded "
                             "with the data (fit, validate), else the source tree's")
     a = ap.parse_args()
     {"fit": fit, "fit-sharing": fit_sharing, "validate": validate, "predict": predict,
