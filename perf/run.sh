@@ -5,7 +5,8 @@
 #   halo     the halo exchange on 2 ranks: khalo (blocking, split phase), the naive scheme, the
 #            fixed seed, MPI derived datatypes and raw MPI, same run, same data; then 3 ranks
 #            (oversubscribed, for the counters of a rank with two neighbours, not for its times);
-#            and MPI's side of khalo's transport choice (pack, datatype, in place) on 2 ranks
+#            and MPI's side of khalo's transport choice (pack, datatype, in place) on 2 ranks;
+#            with PyTorch and the Python module, the seed's own gloo + torch.cat exchange beside khalo
 #   decoder  the decoder stage on 1, 2 and 4 (oversubscribed) ranks, strong and weak scaling,
 #            beside the same stage in PyTorch on 1 and 2 threads
 # Writes perf/results/*.json, perf/results/summary.md (the tables) and PNG plots (when

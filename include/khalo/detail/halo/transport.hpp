@@ -95,12 +95,15 @@ struct TransportOptions {
 };
 
 /// The measured cost model that picks between packing a side and a derived datatype: seconds
-/// for an exchange of a face of `runs` runs and `bytes` bytes, fitted on 2 ranks of Open MPI's
-/// shared-memory transport (perf/transport_sweep.cpp; perf/RESULTS.md, "Transports"). A packed
-/// message above the eager limit pays a rendezvous and three copies (pack, the peer's single
-/// copy, unpack); a datatype's two copies go through a pipeline of shared-memory fragments that
-/// costs more per byte once it is full. Below the eager limit both are a few microseconds and
-/// packing, in long loops, is kept.
+/// for an exchange of a face of `runs` runs and `bytes` bytes, on 2 ranks of Open MPI's
+/// shared-memory transport (perf/RESULTS.md, "Transports"). Its shape comes from
+/// perf/transport_sweep: a packed message above the eager limit pays a rendezvous and three
+/// copies (pack, the peer's single copy, unpack); a datatype's two copies go through a pipeline
+/// of shared-memory fragments that costs more per byte once it is full. Its crossover, ~300 KiB
+/// for faces of short runs, is where khalo's own pack kernels beat a datatype in bench_halo
+/// (--transport pack against datatype on the Wan faces): a memcpy per run, as in the sweep, is
+/// slower than those kernels and puts it at 450-800 KiB. Below the eager limit both are a few
+/// microseconds and packing, in long loops, is kept.
 struct TransportCost {
   double eager_bytes = 4096;  // Open MPI's shared-memory eager limit
   double rendezvous = 12e-6;
