@@ -38,10 +38,11 @@ def grid_options(P, H, W):
 
 def node_block(pr, pc, per_node):
     """A node holds an (nr x nc) block of the grid, nr * nc = per_node, as square as fits
-    (fewest ranks on the node's edges)."""
+    (fewest ranks on the node's edges). Where pr or pc is not a multiple of the block (60 ranks
+    in rows of 8), the last node along it is part-filled; for powers of two every block fits."""
     best = None
     for nr in range(1, per_node + 1):
-        if per_node % nr or pr % nr or pc % (per_node // nr):
+        if per_node % nr or nr > pr or per_node // nr > pc:
             continue
         nc = per_node // nr
         key = abs(nr - nc)
