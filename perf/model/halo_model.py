@@ -14,7 +14,6 @@ assumed) is said where it is defined and in README.md.
 """
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -26,7 +25,10 @@ sys.path.insert(0, HERE)
 import exchange  # noqa: E402
 from exchange import EAGER, F32, Copy, Link, Sharing, chain_works, exchange_time_smp, phase_work  # noqa: E402
 from wan_layers import wan21_layers  # noqa: E402
-from scaling import decoder_costs, grid_options, node_block, phase_time, scenarios  # noqa: E402
+from scaling import decoder_prediction, scenarios, stage_prediction  # noqa: E402
+
+ISSUE_RANKS = (8, 64, 512)  # issue #17's rank counts: predictions.json's 'stage' and 'decoder'
+SWEEP_RANKS = [2, 4, 8, 16, 32, 60, 64, 128, 256, 512]  # predictions.json's 'sweep' (the plot)
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -326,58 +328,25 @@ def predict(args):
         res["scenarios"][name] = {"note": m["note"], "intra": vars(m["intra"]), "inter": vars(m["inter"]),
                                   "copy": vars(m["copy"]), "flops": m["flops"]}
     layout = "channels_last_3d"
-    # The stage: one up-block at C = 96, a (1, 96, 4, 60, 104) band per rank (weak scaling,
-    # as bench_decoder's stage), 3 residual blocks = 6 exchanges of the 96-channel input.
-    C, D, R, Wd = 96, 4, 60, 104
     for name, m in ms.items():
-        for P in (8, 64, 512):
+        for P in ISSUE_RANKS:
             for split in ("row", "rowcol"):
-                if split == "row":
-                    pr, pc = P, 1
-                else:
-                    pr = 2 ** (int(math.log2(P)) // 2)
-                    pc = P // pr
-                nr, nc = node_block(pr, pc, m["per_node"]) if P > m["per_node"] else (pr, pc)
-                th = phase_time(m, layout, C, D, R, Wd, "h", pr, nr, m["launch"])
-                if pc > 1:
-                    th += phase_time(m, layout, C, D, R + 2, Wd, "w", pc, nc, m["launch"])
-                th *= 6
-                tc = 6 * 2.0 * D * R * Wd * C * C * 27 / m["flops"]
-                inner = (R - 2) * (Wd - 2 * (pc > 1)) / (R * Wd)
-                exposed = max(0.0, th - tc * inner)
-                res["stage"].append(dict(scenario=name, ranks=P, grid=[pr, pc], halo_s=th, compute_s=tc,
-                                         share=th / (th + tc), share_overlapped=exposed / (exposed + tc)))
+                res["stage"].append(dict(scenario=name, **stage_prediction(m, P, split, layout)))
     for name, m in ms.items():
-        for P in (8, 64, 512):
+        for P in ISSUE_RANKS:
             for split in ("row", "rowcol"):
-                if split == "row":
-                    if P > H:
-                        res["decoder"].append(dict(scenario=name, ranks=P, split="row", grid=[P, 1],
-                                                   feasible=False,
-                                                   why=f"{H} latent rows < {P} ranks: bands thinner than one row"))
-                        continue
-                    grids = [(P, 1)]
-                else:
-                    grids = [g for g in grid_options(P, H, W) if g[1] > 1]
-                best = None
-                for pr, pc in grids:
-                    c0 = decoder_costs(m, P, pr, pc, H, W, layout, layers, True)
-                    c1 = decoder_costs(m, P, pr, pc, H, W, layout, layers, False)
-                    tot = {k: c0[k] + (T - 1) * c1[k] for k in ("halo_s", "allgather_s", "compute_s", "interior_s")}
-                    comm = tot["halo_s"] + tot["allgather_s"]
-                    exposed = max(0.0, tot["halo_s"] - tot["interior_s"]) + tot["allgather_s"]
-                    rec = dict(scenario=name, ranks=P, split=split, grid=[pr, pc], feasible=True,
-                               rows_per_rank=math.ceil(H / pr), cols_per_rank=math.ceil(W / pc),
-                               exchanges_per_frame=c1["exchanges"], halo_s=tot["halo_s"],
-                               allgather_s=tot["allgather_s"], compute_s=tot["compute_s"],
-                               halo_share=tot["halo_s"] / (comm + tot["compute_s"]),
-                               comm_share=comm / (comm + tot["compute_s"]),
-                               comm_share_overlapped=exposed / (exposed + tot["compute_s"]),
-                               per_frame=c1)
-                    if best is None or comm + tot["compute_s"] < best["halo_s"] + best["allgather_s"] + best[
-                            "compute_s"]:
-                        best = rec
-                res["decoder"].append(best)
+                res["decoder"].append(dict(scenario=name, **decoder_prediction(m, P, split, H, W, T, layout, layers)))
+    # The same at more rank counts, for the plot (plot_predictions.py): where the row split runs
+    # out of latent rows (60) and where its share stops falling. Totals only, no per-layer costs.
+    sweep = {"ranks": SWEEP_RANKS, "stage": [], "decoder": []}
+    for name, m in ms.items():
+        for P in SWEEP_RANKS:
+            for split in ("row", "rowcol"):
+                sweep["stage"].append(dict(scenario=name, split=split, **stage_prediction(m, P, split, layout)))
+                d = decoder_prediction(m, P, split, H, W, T, layout, layers)
+                d.pop("per_frame", None)
+                sweep["decoder"].append(dict(scenario=name, **d))
+    res["sweep"] = sweep
     # Cross-check with RESULTS.md's measured stage (2 ranks, global (1, 96, 4, 64, 64), 32 rows
     # per rank, 6 exchanges): the model's exchange time on this machine's fitted link.
     here = {}

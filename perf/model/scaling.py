@@ -38,10 +38,11 @@ def grid_options(P, H, W):
 
 def node_block(pr, pc, per_node):
     """A node holds an (nr x nc) block of the grid, nr * nc = per_node, as square as fits
-    (fewest ranks on the node's edges)."""
+    (fewest ranks on the node's edges). Where pr or pc is not a multiple of the block (60 ranks
+    in rows of 8), the last node along it is part-filled; for powers of two every block fits."""
     best = None
     for nr in range(1, per_node + 1):
-        if per_node % nr or pr % nr or pc % (per_node // nr):
+        if per_node % nr or nr > pr or per_node // nr > pc:
             continue
         nc = per_node // nr
         key = abs(nr - nc)
@@ -119,3 +120,62 @@ def decoder_costs(m, P, pr, pc, H, W, layout, layers, first):
             out["per_layer"].append(dict(name=l["name"], halo_s=th, compute_s=tc))
         out["halo_s"] += th
     return out
+
+
+# The predictions (halo_model.py predict): one scenario m, P ranks, 'row' (P x 1) or 'rowcol'.
+STAGE = dict(C=96, D=4, R=60, W=104, exchanges=6)  # one up-block at C = 96, a band per rank
+
+
+def stage_prediction(m, P, split, layout="channels_last_3d"):
+    """The stage: one up-block at C = 96, a (1, 96, 4, 60, 104) band per rank (weak scaling, as
+    bench_decoder's stage), 3 residual blocks = 6 exchanges of the 96-channel input. 'rowcol' is
+    a near-square grid with the same tile per rank (it only adds the column faces)."""
+    C, D, R, Wd, n = STAGE["C"], STAGE["D"], STAGE["R"], STAGE["W"], STAGE["exchanges"]
+    if split == "row":
+        pr, pc = P, 1
+    else:
+        pr = 2 ** (int(math.log2(P)) // 2)
+        pc = P // pr
+    nr, nc = node_block(pr, pc, m["per_node"]) if P > m["per_node"] else (pr, pc)
+    th = phase_time(m, layout, C, D, R, Wd, "h", pr, nr, m["launch"])
+    if pc > 1:
+        th += phase_time(m, layout, C, D, R + 2, Wd, "w", pc, nc, m["launch"])
+    th *= n
+    tc = n * 2.0 * D * R * Wd * C * C * 27 / m["flops"]
+    inner = (R - 2) * (Wd - 2 * (pc > 1)) / (R * Wd)
+    exposed = max(0.0, th - tc * inner)
+    return dict(ranks=P, grid=[pr, pc], halo_s=th, compute_s=tc,
+                share=th / (th + tc), share_overlapped=exposed / (exposed + tc))
+
+
+def decoder_prediction(m, P, split, H, W, T, layout, layers):
+    """The whole decoder, strong scaling (the same latent (1, 16, T, H, W) over P ranks): 'row'
+    is P x 1 (impossible past H ranks: bands thinner than one latent row); 'rowcol' the grid
+    with more than one column that gives the shortest total time. None of the fields is
+    overlapped but comm_share_overlapped (khalo's overlap of the interior; never the
+    Allgatherv)."""
+    if split == "row":
+        if P > H:
+            return dict(ranks=P, split="row", grid=[P, 1], feasible=False,
+                        why=f"{H} latent rows < {P} ranks: bands thinner than one row")
+        grids = [(P, 1)]
+    else:
+        grids = [g for g in grid_options(P, H, W) if g[1] > 1]
+    best = None
+    for pr, pc in grids:
+        c0 = decoder_costs(m, P, pr, pc, H, W, layout, layers, True)
+        c1 = decoder_costs(m, P, pr, pc, H, W, layout, layers, False)
+        tot = {k: c0[k] + (T - 1) * c1[k] for k in ("halo_s", "allgather_s", "compute_s", "interior_s")}
+        comm = tot["halo_s"] + tot["allgather_s"]
+        exposed = max(0.0, tot["halo_s"] - tot["interior_s"]) + tot["allgather_s"]
+        rec = dict(ranks=P, split=split, grid=[pr, pc], feasible=True,
+                   rows_per_rank=math.ceil(H / pr), cols_per_rank=math.ceil(W / pc),
+                   exchanges_per_frame=c1["exchanges"], halo_s=tot["halo_s"],
+                   allgather_s=tot["allgather_s"], compute_s=tot["compute_s"],
+                   halo_share=tot["halo_s"] / (comm + tot["compute_s"]),
+                   comm_share=comm / (comm + tot["compute_s"]),
+                   comm_share_overlapped=exposed / (exposed + tot["compute_s"]),
+                   per_frame=c1)
+        if best is None or comm + tot["compute_s"] < best["halo_s"] + best["allgather_s"] + best["compute_s"]:
+            best = rec
+    return best
