@@ -25,24 +25,7 @@ import numpy as np
 from mpi4py import MPI
 
 import khalo
-
-
-def cpu_model():
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "cpu family", "model") and key not in info:
-                    info[key] = value.strip()
-    except OSError:
-        pass
-    return "%s (family %s, model %s)" % (
-        info.get("model name", platform.processor() or "unknown"),
-        info.get("cpu family", "?"),
-        info.get("model", "?"),
-    )
+from machine_info import cpu_model
 
 
 def main():

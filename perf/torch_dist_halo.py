@@ -33,7 +33,6 @@ timed calls.
 
 import argparse
 import json
-import os
 import platform
 import socket
 import sys
@@ -51,28 +50,10 @@ except ImportError as e:  # the module lives in a build directory: say where to 
 
 import torch  # after khalo, as in bench_python_halo.py
 import torch.distributed as dist
+from machine_info import cpu_info
 
 CL = torch.channels_last_3d
 H_DIM = 3
-
-
-def cpu_info():
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "cpu family", "model") and key not in info:
-                    info[key] = value.strip()
-    except OSError:
-        pass
-    return {
-        "model_name": info.get("model name", platform.processor() or "unknown"),
-        "family": info.get("cpu family", "?"),
-        "model": info.get("model", "?"),
-        "cores": os.cpu_count(),
-    }
 
 
 def load_average():

@@ -12,14 +12,11 @@
  *   mpicc -O2 -o chain chain.c && mpirun --oversubscribe -np P ./chain [budget_s [bytes ...]]
  */
 #include <mpi.h>
+
+#include "reps.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int cmp(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -77,15 +74,9 @@ int main(int argc, char** argv) {
             if (peers[s] != MPI_PROC_NULL) memcpy(field[s], rbuf[s], n);
           }
         }
-        double dt = MPI_Wtime() - t0, slowest;
-        MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        if (it >= 0) t[reps++] = slowest;
-        int stop = 0;
-        if (rank == 0) stop = reps >= 31 && MPI_Wtime() - start > budget;
-        MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
-        if (stop) break;
+        if (keep_slowest(MPI_Wtime() - t0, it, t, &reps, start, budget, rank)) break;
       }
-      qsort(t, reps, sizeof(double), cmp);
+      qsort(t, reps, sizeof(double), cmp_double);
       if (rank == 0) {
         printf(
             "{\"ranks\": %d, \"mode\": \"%s\", \"bytes\": %zu, \"q1_s\": %.9g, \"median_s\": %.9g, "

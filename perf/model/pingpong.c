@@ -9,14 +9,11 @@
  *   mpicc -O2 -o pingpong pingpong.c && mpirun -np 2 ./pingpong [budget_s] > pingpong.jsonl
  */
 #include <mpi.h>
+
+#include "reps.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int cmp(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -60,15 +57,9 @@ int main(int argc, char** argv) {
           MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
           dt = MPI_Wtime() - t0;
         }
-        double slowest;
-        MPI_Allreduce(&dt, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        if (it >= 0) t[reps++] = slowest;
-        int stop = 0;
-        if (rank == 0) stop = reps >= 31 && MPI_Wtime() - start > budget;
-        MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
-        if (stop) break;
+        if (keep_slowest(dt, it, t, &reps, start, budget, rank)) break;
       }
-      qsort(t, reps, sizeof(double), cmp);
+      qsort(t, reps, sizeof(double), cmp_double);
       if (rank == 0) {
         printf(
             "{\"mode\": \"%s\", \"bytes\": %zu, \"median_s\": %.9g, \"p10_s\": %.9g, \"min_s\": %.9g, "

@@ -9,6 +9,11 @@
 
 namespace khalo::test {
 
+/// How many neighbours this rank has along array dimension \p dim (0, 1 or 2; no wrap).
+inline int neighbours(const Decomposition& dec, int dim) {
+  return (dec.neighbor(dim, Side::low) != MPI_PROC_NULL) + (dec.neighbor(dim, Side::high) != MPI_PROC_NULL);
+}
+
 /// Fills owned elements with their global value and ghosts with the sentinel.
 template <class View>
 void fill_owned(const View& v, const Decomposition& dec, const HaloSpec& spec) {

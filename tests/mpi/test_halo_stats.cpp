@@ -13,14 +13,10 @@ namespace {
 using khalo::HaloSpec;
 using khalo::MemoryFormat;
 using khalo::test::Index;
+using khalo::test::neighbours;
 using khalo::test::world_rank;
 using khalo::test::world_size;
 using Exec = Kokkos::DefaultExecutionSpace;
-
-int neighbours(const khalo::Decomposition& dec, int dim) {
-  return (dec.neighbor(dim, khalo::Side::low) != MPI_PROC_NULL) +
-         (dec.neighbor(dim, khalo::Side::high) != MPI_PROC_NULL);
-}
 
 std::int64_t max_over_ranks(std::int64_t v) {
   std::int64_t m = 0;

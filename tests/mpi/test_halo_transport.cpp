@@ -18,14 +18,10 @@ using khalo::HaloSpec;
 using khalo::MemoryFormat;
 using khalo::Transport;
 using khalo::test::Index;
+using khalo::test::neighbours;
 using khalo::test::world_rank;
 using khalo::test::world_size;
 using Exec = Kokkos::DefaultExecutionSpace;
-
-int neighbours(const khalo::Decomposition& dec, int dim) {
-  return (dec.neighbor(dim, khalo::Side::low) != MPI_PROC_NULL) +
-         (dec.neighbor(dim, khalo::Side::high) != MPI_PROC_NULL);
-}
 
 template <class P>
 class TransportLayouts : public ::testing::Test {};
