@@ -26,7 +26,9 @@
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/io/snapshot.hpp>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -143,6 +145,64 @@ SnapshotWriter::~SnapshotWriter() {
 
 const std::string& SnapshotWriter::path() const noexcept { return impl_->atomic.target(); }
 
+namespace {
+
+// Starts the disk writing what a rank has just written to the temporary, while it goes on converting and
+// writing the next piece; it does not wait for the disk. Left to itself, the kernel would write nothing
+// before the commit's sync (256 MiB is far below its dirty-page thresholds), and the sync would then wait
+// for all of it: bench_io --mib 256, 1 rank, commit 0.08-0.14 s before, 0.005 s after. Only a hint, best
+// effort and Linux only: the commit's MPI_File_sync on every rank, before the rename, is what makes the
+// snapshot durable (docs/snapshots.md §3), here as before. Through a descriptor of its own (MPI-IO does
+// not lend its own), opened read-only; where the file cannot be opened so, nothing is done.
+class Writeback {
+ public:
+  Writeback(const std::string& path, hid_t dataset, const std::vector<std::int64_t>& global, std::size_t size)
+      : strides_(c_order_strides(global)), size_(static_cast<std::int64_t>(size)) {
+#ifdef SYNC_FILE_RANGE_WRITE
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const haddr_t at = H5Dget_offset(dataset);  // contiguous storage: where the dataset's values begin
+    if (at != HADDR_UNDEF) base_ = static_cast<std::int64_t>(at);
+#else
+    (void)path;
+    (void)dataset;
+#endif
+  }
+  ~Writeback() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Writeback(const Writeback&) = delete;
+  Writeback& operator=(const Writeback&) = delete;
+
+  /// Starts writing the file's bytes from \p piece's first element to its last (global coordinates),
+  /// the whole file when the dataset's place in it is unknown.
+  void start(const Hyperslab& piece) const noexcept {
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (fd_ < 0) return;
+    std::int64_t first = 0, last = 0;
+    for (std::size_t d = 0; d < strides_.size(); ++d) {
+      if (piece.count[d] == 0) return;
+      first += piece.offset[d] * strides_[d];
+      last += (piece.offset[d] + piece.count[d] - 1) * strides_[d];
+    }
+    if (base_ < 0) {
+      (void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    } else {
+      (void)::sync_file_range(fd_, base_ + first * size_, (last + 1 - first) * size_, SYNC_FILE_RANGE_WRITE);
+    }
+#else
+    (void)piece;
+#endif
+  }
+
+ private:
+  std::vector<std::int64_t> strides_;
+  std::int64_t size_ = 4;
+  std::int64_t base_ = -1;
+  int fd_ = -1;
+};
+
+}  // namespace
+
 void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::int64_t>& global_shape,
                                const Hyperslab& mine, const void* host_c_order, DType dtype,
                                const std::string& memory_format, std::optional<std::int64_t> step,
@@ -150,12 +210,29 @@ void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::i
   std::string error = local_error;
   bool empty = false;
   for (const auto n : mine.count) empty = empty || n == 0;
-  if (error.empty() && !empty && host_c_order == nullptr && check_slab(global_shape, mine).empty()) error = "no data";
+  const bool valid = check_slab(global_shape, mine).empty();
+  if (error.empty() && !empty && host_c_order == nullptr && valid) error = "no data";
+  // In pieces too, each one contiguous in the buffer and in the file's order, so that the disk writes one
+  // while the next is copied (write_pieces). A block write_pieces will refuse goes as one piece.
+  const std::size_t size = dtype == DType::float32 ? 4 : 8;
+  const auto plan = valid && error.empty() && !empty ? plan_pieces(mine.count, c_order_strides(mine.count),
+                                                                   static_cast<std::int64_t>(piece_bytes / size))
+                                                     : PiecePlan{mine.count, {}, 1, 0};
+  const auto strides = c_order_strides(mine.count);
   write_pieces(
-      name, global_shape, mine, 1,
-      [&](std::int64_t, Hyperslab& piece) {
-        piece = mine;
-        return host_c_order;
+      name, global_shape, mine, plan.count,
+      [&](std::int64_t i, Hyperslab& piece) -> const void* {
+        if (plan.count == 1) {
+          piece = mine;
+          return host_c_order;
+        }
+        piece = plan.piece(i);
+        std::int64_t at = 0;
+        for (std::size_t d = 0; d < strides.size(); ++d) {
+          at += piece.offset[d] * strides[d];
+          piece.offset[d] += mine.offset[d];
+        }
+        return static_cast<const char*>(host_c_order) + at * static_cast<std::int64_t>(size);
       },
       dtype, memory_format, step, error);
 }
@@ -202,11 +279,13 @@ void SnapshotWriter::write_pieces(const std::string& name, const std::vector<std
       // round of it per piece: bench_io --mib 256 at 2 ranks, write() 0.89-0.93 s collective, 0.60-0.62 s
       // independent. The dataset, its attributes and the commit stay collective.
       KHALO_H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT));
+      Writeback writeback(m.atomic.temp(), ds.get(), global_shape, dtype == DType::float32 ? 4 : 8);
       for (std::int64_t i = 0; i < pieces; ++i) {
         Hyperslab piece;
         const void* values = source(i, piece);
         auto [piece_file, piece_mem] = select(global_shape, piece);
         KHALO_H5_CHECK(H5Dwrite(ds.get(), native(dtype), piece_mem.get(), piece_file.get(), dxpl.get(), values));
+        writeback.start(piece);
       }
       ds.close();
     });

@@ -12,11 +12,13 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <vector>
 
 namespace {
 
@@ -91,33 +93,107 @@ TYPED_TEST(SnapshotLayouts, RoundTripOnAnyRankCounts) {
   }
 }
 
-// A channels-last block larger than SnapshotWriter::piece_bytes goes to the file in several pieces (ranks
-// may have different numbers of them); the file must hold the same values in the same places.
+// A block larger than SnapshotWriter::piece_bytes goes to the file in several pieces (ranks may have
+// different numbers of them), from a View in another memory format (write() converts piece by piece) and
+// from one already in C order (write_raw() writes piece by piece); the file must hold the same values in
+// the same places.
 TEST(Snapshot, LargeBlocksGoInPiecesBitForBit) {
   TempDir dir;
-  const std::string path = dir.file("large.h5");
   const Index global{1, 64, 4, 3 * world_size() + 131, 160};  // 2.7M+ floats per rank at 2 ranks, > 8 MiB
   const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, global);
-  auto band = khalo::allocate<float*****>("band", dec.local_extents(), khalo::MemoryFormat::channels_last_3d);
   const auto first = dec.owned(3).begin;
-  khalo::test::fill(band, [&](Index i) {
-    i[3] += first;
-    return khalo::test::value_at(i);
-  });
-  {
-    SnapshotWriter w(MPI_COMM_WORLD, path);
-    w.write("/data", dec, band);
-    w.commit();
-  }
-  auto into = khalo::allocate<float*****>("into", dec.local_extents(), khalo::MemoryFormat::contiguous);
-  SnapshotReader r(MPI_COMM_WORLD, path);
-  r.read("/data", dec, into);
   std::vector<float> want;
   khalo::test::for_each_index(dec.local_extents(), [&](Index i) {
     i[3] += first;
     want.push_back(static_cast<float>(khalo::test::value_at(i)));
   });
-  EXPECT_EQ(khalo::test::to_logical(into), want);
+  for (const auto format : {khalo::MemoryFormat::channels_last_3d, khalo::MemoryFormat::contiguous}) {
+    const std::string path = dir.file("large-" + to_string(format) + ".h5");
+    auto band = khalo::allocate<float*****>("band", dec.local_extents(), format);
+    khalo::test::fill(band, [&](Index i) {
+      i[3] += first;
+      return khalo::test::value_at(i);
+    });
+    {
+      SnapshotWriter w(MPI_COMM_WORLD, path);
+      w.write("/data", dec, band);
+      w.commit();
+    }
+    auto into = khalo::allocate<float*****>("into", dec.local_extents(), khalo::MemoryFormat::contiguous);
+    SnapshotReader r(MPI_COMM_WORLD, path);
+    r.read("/data", dec, into);
+    EXPECT_EQ(khalo::test::to_logical(into), want) << to_string(format);
+  }
+}
+
+// The pieces a block is written in: together they are the block, each element once, in file order; a
+// piece is at most the target, except one cache line of the View's fastest dimension (with everything
+// inside it), at most 4 x the target; that dimension is cut in whole lines only; and a piece whose cuts
+// are all one index at a time but the last is one contiguous stretch in C order (one run in the file).
+void check_plan(const std::vector<std::int64_t>& ext, std::int64_t target, std::size_t line_dim, std::int64_t line) {
+  SCOPED_TRACE(::testing::PrintToString(ext) + " target " + std::to_string(target) + " line_dim " +
+               std::to_string(line_dim) + " line " + std::to_string(line));
+  const auto strides = khalo::io::detail::c_order_strides(ext);
+  const auto plan = khalo::io::detail::plan_pieces(ext, strides, target, line_dim, line);
+  bool contiguous = true, line_cut = false;
+  for (std::size_t k = 0; k < plan.cuts.size(); ++k) {
+    contiguous = contiguous && (k + 1 == plan.cuts.size() || plan.cuts[k].run == 1);
+    if (plan.cuts[k].dim == line_dim && line > 1) {
+      line_cut = true;
+      EXPECT_TRUE(plan.cuts[k].run % line == 0 || plan.cuts[k].run == ext[line_dim]) << "run " << plan.cuts[k].run;
+    }
+  }
+  std::vector<int> seen(static_cast<std::size_t>(khalo::detail::element_count(ext)), 0);
+  std::int64_t largest = 0, previous = -1;
+  for (std::int64_t i = 0; i < plan.count; ++i) {
+    const auto piece = plan.piece(i);
+    std::int64_t begin = 0, end = 0, n = 1;
+    for (std::size_t d = 0; d < ext.size(); ++d) {
+      ASSERT_GE(piece.offset[d], 0);
+      ASSERT_GE(piece.count[d], 1);
+      ASSERT_LE(piece.offset[d] + piece.count[d], ext[d]);
+      begin += piece.offset[d] * strides[d];
+      end += (piece.offset[d] + piece.count[d] - 1) * strides[d];
+      n *= piece.count[d];
+    }
+    EXPECT_GT(begin, previous) << "piece " << i << " is out of file order";
+    previous = begin;
+    if (contiguous) EXPECT_EQ(end + 1 - begin, n) << "piece " << i << " is not contiguous in C order";
+    khalo::test::for_each_index(piece.count, [&](Index j) {
+      std::int64_t at = 0;
+      for (std::size_t d = 0; d < ext.size(); ++d) at += (piece.offset[d] + j[d]) * strides[d];
+      ++seen[static_cast<std::size_t>(at)];
+    });
+    largest = std::max(largest, n);
+  }
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(seen.size()))
+      << "the pieces are not the block, each element once";
+  EXPECT_EQ(largest, plan.max_elements);
+  EXPECT_LE(plan.max_elements, line_cut ? std::max(4 * target, line) : target);
+}
+
+TEST(Snapshot, PiecesAreContiguousInTheFile) {
+  // bench_io's block on one rank, channels last: 16 channels of 1 MiB each, 16 pieces of 16 MiB, each one
+  // contiguous run in the file.
+  const std::vector<std::int64_t> bench{1, 256, 4, 256, 256};
+  const auto plan = khalo::io::detail::plan_pieces(bench, khalo::io::detail::c_order_strides(bench), 2 << 20, 1, 16);
+  EXPECT_EQ(plan.count, 16);
+  ASSERT_EQ(plan.cuts.size(), 1u);
+  EXPECT_EQ(plan.cuts[0].dim, 1u);
+  EXPECT_EQ(plan.cuts[0].run, 16);
+  EXPECT_EQ(plan.max_elements, 4 << 20);
+  // The same, scaled down 64 x, element by element; and from a contiguous View (fastest along W).
+  check_plan({1, 256, 4, 32, 32}, 32768, 1, 16);
+  check_plan({1, 256, 4, 32, 32}, 32768, 4, 16);
+  // Channels so large that 16 of them are more than 4 x the target: 16 channels, cut inside.
+  check_plan({1, 32, 4, 64, 64}, 2048, 1, 16);
+  std::mt19937 rng(7);
+  for (int k = 0; k < 300; ++k) {
+    std::vector<std::int64_t> ext(5);
+    for (auto& e : ext) e = 1 + static_cast<std::int64_t>(rng() % 12);
+    const auto target = 1 + static_cast<std::int64_t>(rng() % 3000);
+    check_plan(ext, target, static_cast<std::size_t>(rng() % 5), 1 + static_cast<std::int64_t>(rng() % 16));
+  }
 }
 
 TEST(Snapshot, MemoryFormatAttributeIsTheWriters) {

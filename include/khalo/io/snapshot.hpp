@@ -69,9 +69,14 @@ class SnapshotWriter {
     if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename View::memory_space>::accessible) {
       const auto strides = khalo::detail::strides_of(owned);
       if (error.empty() && !detail::is_c_order(extents, strides)) {
-        // Piece by piece through one staging buffer of a few MiB: the converted values are still in cache
-        // when HDF5 copies them to the file, and no buffer the size of the block is allocated and touched.
-        const auto plan = detail::plan_pieces(extents, strides, static_cast<std::int64_t>(piece_bytes / sizeof(T)));
+        // Piece by piece through one staging buffer of a few MiB, no buffer the size of the block. The pieces
+        // are cut in the file's order (C order), not the View's, so that each goes to the file in long
+        // contiguous runs, and the file is written front to back: while one piece is converted, the disk
+        // already writes the previous ones (write_pieces), and the commit's sync has little left to do.
+        // Where the cut falls on the View's fastest dimension, it falls on whole cache lines.
+        const auto plan = detail::plan_pieces(
+            extents, detail::c_order_strides(extents), static_cast<std::int64_t>(piece_bytes / sizeof(T)),
+            detail::fastest_dimension(extents, strides), static_cast<std::int64_t>(cache_line_bytes / sizeof(T)));
         detail::Staging<T> buf(static_cast<std::size_t>(plan.max_elements));
         write_pieces(
             name, dec.global_extents(), slab, plan.count,
@@ -115,8 +120,12 @@ class SnapshotWriter {
       return "contiguous";
     }
   }
-  /// The size of the pieces write() converts and writes one after another.
+  /// The size of the pieces write() and write_raw() write one after another (write() cuts the View's
+  /// fastest dimension only on whole cache lines, which may make a piece up to 4 x larger; see
+  /// detail::plan_pieces).
   static constexpr std::size_t piece_bytes = std::size_t{8} << 20;
+  /// The cache line those cuts fall on.
+  static constexpr std::size_t cache_line_bytes = 64;
   /// Gives the \p i-th piece of this rank's block: sets its block (global coordinates) and returns its
   /// values in C order, valid until the next call.
   using PieceSource = std::function<const void*(std::int64_t i, Hyperslab& piece)>;

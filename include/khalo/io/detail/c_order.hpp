@@ -134,44 +134,47 @@ void copy_strided(const T* src, const std::vector<std::int64_t>& ss, T* dst, con
   Kokkos::DefaultHostExecutionSpace().fence();
 }
 
-/// How write() cuts a rank's block into pieces that go to the file one after another through one small
-/// staging buffer: the dimensions slowest in the View's memory are taken one index at a time (\p split),
-/// the next one in ranges of \p run (\p last), so that a piece is at most the target size and a contiguous
-/// stretch of the View's memory.
+/// How write() cuts a rank's block into pieces that go to the file one after another through one staging
+/// buffer: dimensions are cut slowest first in a given order (the file's: C order), each into ranges of
+/// its \p run (1: one index at a time), until a piece is small enough (see plan_pieces).
 struct PiecePlan {
-  std::vector<std::int64_t> ext;   ///< the block's extents
-  std::vector<std::size_t> split;  ///< dimensions taken one index at a time, slowest first
-  std::size_t last = 0;            ///< the dimension cut into ranges, when \p has_last
-  bool has_last = false;           ///< whether \p last is cut
-  std::int64_t run = 1;            ///< the length of those ranges
-  std::int64_t count = 1;          ///< the number of pieces
-  std::int64_t max_elements = 0;   ///< the largest piece's element count
+  /// A dimension cut into ranges of \p run.
+  struct Cut {
+    std::size_t dim = 0;   ///< the dimension
+    std::int64_t run = 1;  ///< the length of its ranges (the last one may be shorter)
+  };
+  std::vector<std::int64_t> ext;  ///< the block's extents
+  std::vector<Cut> cuts;          ///< the dimensions cut, slowest first
+  std::int64_t count = 1;         ///< the number of pieces
+  std::int64_t max_elements = 0;  ///< the largest piece's element count
 
   /// The \p i-th piece, in the block's own coordinates.
   Hyperslab piece(std::int64_t i) const {
     Hyperslab h{std::vector<std::int64_t>(ext.size(), 0), ext};
-    if (has_last) {
-      const std::int64_t ranges = (ext[last] + run - 1) / run, j = i % ranges;
+    for (std::size_t k = cuts.size(); k-- > 0;) {
+      const auto [d, run] = cuts[k];
+      const std::int64_t ranges = (ext[d] + run - 1) / run, j = i % ranges;
       i /= ranges;
-      h.offset[last] = j * run;
-      h.count[last] = std::min(run, ext[last] - j * run);
-    }
-    for (std::size_t k = split.size(); k-- > 0;) {
-      const std::size_t d = split[k];
-      h.offset[d] = i % ext[d];
-      h.count[d] = 1;
-      i /= ext[d];
+      h.offset[d] = j * run;
+      h.count[d] = std::min(run, ext[d] - j * run);
     }
     return h;
   }
 };
 
-/// Cuts a block of extents \p ext whose View has strides \p strides into pieces of at most \p target
-/// elements where possible (see PiecePlan).
+/// Cuts a block of extents \p ext into pieces of at most \p target elements where possible, slowest
+/// dimensions first in the order of \p strides; a piece is then one contiguous stretch in that order. One
+/// exception, for a copy from memory whose fastest dimension is \p line_dim: that dimension is cut only
+/// into whole multiples of \p line elements (a cache line), so that the copy reads each cache line whole
+/// and once. Where even one line of it, with everything inside, is more than the target, the piece is that
+/// line when it is at most 4 x the target (still contiguous), else the dimensions inside it are cut too
+/// (the piece is then \p line runs, one per index of \p line_dim).
 inline PiecePlan plan_pieces(const std::vector<std::int64_t>& ext, const std::vector<std::int64_t>& strides,
-                             std::int64_t target) {
+                             std::int64_t target, std::size_t line_dim = static_cast<std::size_t>(-1),
+                             std::int64_t line = 1) {
   PiecePlan p;
   p.ext = ext;
+  target = std::max<std::int64_t>(1, target);
   std::vector<std::size_t> order;
   for (std::size_t d = 0; d < ext.size(); ++d) {
     if (ext[d] > 1) order.push_back(d);
@@ -181,20 +184,38 @@ inline PiecePlan plan_pieces(const std::vector<std::int64_t>& ext, const std::ve
   for (std::size_t k = 0; k < order.size() && rest > target; ++k) {
     const std::size_t d = order[k];
     const std::int64_t inner = rest / ext[d];
-    if (inner >= target) {
-      p.split.push_back(d);
-      p.count *= ext[d];
-      rest = inner;
+    std::int64_t run = 0;
+    bool done = true;
+    if (d == line_dim && line > 1) {
+      if (target / inner >= line) {
+        run = target / inner / line * line;
+      } else {
+        run = line;
+        done = inner * std::min(line, ext[d]) <= 4 * target;
+      }
+    } else if (inner >= target) {
+      run = 1;
+      done = false;
     } else {
-      p.has_last = true;
-      p.last = d;
-      p.run = std::max<std::int64_t>(1, target / inner);
-      p.count *= (ext[d] + p.run - 1) / p.run;
-      rest = inner * p.run;
+      run = target / inner;
     }
+    run = std::min(run, ext[d]);
+    p.cuts.push_back({d, run});
+    p.count *= (ext[d] + run - 1) / run;
+    rest = inner * run;
+    if (done) break;
   }
   p.max_elements = rest;
   return p;
+}
+
+/// The dimension along which strides \p s of extents \p e move fastest (extents of 1 aside), or the last.
+inline std::size_t fastest_dimension(const std::vector<std::int64_t>& e, const std::vector<std::int64_t>& s) {
+  std::size_t best = e.empty() ? 0 : e.size() - 1;
+  for (std::size_t d = 0; d < e.size(); ++d) {
+    if (e[d] > 1 && (e[best] <= 1 || s[d] < s[best])) best = d;
+  }
+  return best;
 }
 
 /// The values of \p v in logical C order on the host: \p v's own memory when it is that already
