@@ -26,6 +26,7 @@ from mpi4py import MPI
 
 import khalo
 from machine_info import cpu_model
+from slowest_rank import time_slowest
 
 
 def main():
@@ -64,14 +65,7 @@ def main():
         return 1
 
     def timed_python(x, reps):
-        times = np.empty(reps)
-        for i in range(reps):
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            halo.exchange(x)
-            times[i] = MPI.Wtime() - t0
-        comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-        return times
+        return time_slowest(comm, lambda: halo.exchange(x), reps)
 
     schemes = {
         "cxx": lambda reps: np.array(halo._time_exchanges(array, reps)),

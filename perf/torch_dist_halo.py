@@ -51,6 +51,7 @@ except ImportError as e:  # the module lives in a build directory: say where to 
 import torch  # after khalo, as in bench_python_halo.py
 import torch.distributed as dist
 from machine_info import cpu_info
+from slowest_rank import time_slowest
 
 CL = torch.channels_last_3d
 H_DIM = 3
@@ -238,14 +239,7 @@ def run(args, comm):
         return times
 
     def timed_khalo(reps, keep):
-        times = np.empty(reps)
-        for i in range(reps):
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            halo.exchange(padded)
-            times[i] = MPI.Wtime() - t0
-        comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-        return times
+        return time_slowest(comm, lambda: halo.exchange(padded), reps)
 
     schemes = {"seed": timed_seed, "khalo": timed_khalo}
     load_before = load_average()

@@ -54,6 +54,18 @@ def mark_impossible(ax, recs, scenario, y):
         ax.scatter(bad, [y] * len(bad), marker="x", color="tab:red", s=40, zorder=5, clip_on=False)
 
 
+def plot_shares(ax, recs, scenario, shares):
+    """One line per split and share (in %) of scenario's records; returns the highest point."""
+    top = 0.0
+    for split, (_, ls, mk) in SPLITS.items():
+        for key, _, color in shares:
+            x, y = series(recs, scenario, split, key)
+            y = [100 * v for v in y]
+            top = max(top, *y)
+            ax.plot(x, y, ls=ls, marker=mk, ms=3.5, color=color, lw=1.4)
+    return top
+
+
 def plot(pred, out, plt):
     sw = pred.get("sweep")
     if not sw:
@@ -65,14 +77,7 @@ def plot(pred, out, plt):
     for j, s in enumerate(scen):
         # 1. the whole decoder's shares
         ax = axes[0, j]
-        top = 0.0
-        for split, (_, ls, mk) in SPLITS.items():
-            for key, _, color in SHARES:
-                x, y = series(dec, s, split, key)
-                y = [100 * v for v in y]
-                top = max(top, *y)
-                ax.plot(x, y, ls=ls, marker=mk, ms=3.5, color=color, lw=1.4)
-        ax.set_ylim(0, top * 1.12)
+        ax.set_ylim(0, plot_shares(ax, dec, s, SHARES) * 1.12)
         mark_impossible(ax, dec, s, 0)
         style_x(ax, ranks, H)
         ax.set_title(TITLES.get(s, s), fontsize=10)
@@ -98,14 +103,7 @@ def plot(pred, out, plt):
             ax.set_ylabel("whole decoder:\ntime per clip (s)")
         # 3. the stage's shares (weak scaling)
         ax = axes[2, j]
-        top = 0.0
-        for split, (_, ls, mk) in SPLITS.items():
-            for key, _, color in STAGE_SHARES:
-                x, y = series(stage, s, split, key)
-                y = [100 * v for v in y]
-                top = max(top, *y)
-                ax.plot(x, y, ls=ls, marker=mk, ms=3.5, color=color, lw=1.4)
-        ax.set_ylim(0, top * 1.15)
+        ax.set_ylim(0, plot_shares(ax, stage, s, STAGE_SHARES) * 1.15)
         style_x(ax, ranks, H, shade=False)  # a band per rank: no row limit
         if all(r["share_overlapped"] == 0 for r in stage if r["scenario"] == s):
             ax.text(0.5, 0.04, "exposed with overlap: 0 everywhere",
