@@ -96,6 +96,7 @@ class HaloSpec {
     transport_ = transport;
     return *this;
   }
+  /// How messages reach MPI.
   Transport transport() const { return transport_; }
   /// Runs of at least \p bytes go to MPI in place when a face is made of several
   /// (kDefaultInPlaceMinRunBytes unless set; a tuning knob for other machines and MPIs).
@@ -104,6 +105,7 @@ class HaloSpec {
     in_place_min_run_bytes_ = bytes;
     return *this;
   }
+  /// Runs of at least this many bytes go to MPI in place when a face is made of several.
   std::int64_t in_place_min_run_bytes() const { return in_place_min_run_bytes_; }
 
  private:

@@ -22,15 +22,22 @@ struct BoundaryRule {
   std::int64_t (*source_inward)(std::int64_t j) = nullptr;
 };
 
+// The rules' functions, named: nvcc (CUDA 13) rejects lambdas converted to function pointers
+// inside a braced initializer.
+inline std::int64_t no_layer(int) { return 0; }
+inline std::int64_t one_layer(int) { return 1; }
+inline std::int64_t width_and_edge(int width) { return width + 1; }
+inline std::int64_t edge_layer(std::int64_t) { return 0; }
+inline std::int64_t mirrored_layer(std::int64_t j) { return j; }
+
 /// The rule of policy \p b.
 inline BoundaryRule rule_of(Boundary b) {
-  using L = std::int64_t;
   switch (b) {
-    case Boundary::zero: return {false, true, true, [](int) -> L { return 0; }, nullptr};
-    case Boundary::replicate: return {false, true, false, [](int) -> L { return 1; }, [](L) -> L { return 0; }};
-    case Boundary::reflect: return {false, true, false, [](int w) -> L { return w + 1; }, [](L j) -> L { return j; }};
-    case Boundary::periodic: return {true, false, false, [](int) -> L { return 0; }, nullptr};
-    case Boundary::none: return {false, false, false, [](int) -> L { return 0; }, nullptr};
+    case Boundary::zero: return {false, true, true, &no_layer, nullptr};
+    case Boundary::replicate: return {false, true, false, &one_layer, &edge_layer};
+    case Boundary::reflect: return {false, true, false, &width_and_edge, &mirrored_layer};
+    case Boundary::periodic: return {true, false, false, &no_layer, nullptr};
+    case Boundary::none: return {false, false, false, &no_layer, nullptr};
   }
   return {};
 }
