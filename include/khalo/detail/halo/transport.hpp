@@ -141,7 +141,7 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     if (pack || !o.host_memory || m.segments.size() != 1) return;
     const Segment& s = m.segments.front();
     const BlockWalk& w = s.walk;
-    if (w.count == 0 || w.ndims > 8 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
+    if (w.count == 0 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
     const std::int64_t runs = w.count / w.run_length();
     const auto bytes = static_cast<std::int64_t>(m.bytes);
     if (o.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
