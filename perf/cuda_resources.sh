@@ -11,7 +11,9 @@
 #   KHALO_CUDA_REPORT_ONLY=1 (write the report from the last build's log, building nothing).
 #
 # Targets (the spill limit is what the project asks of every khalo kernel): 0 bytes spilled in
-# every khalo kernel; convolution kernels at most 128 registers per thread.
+# every khalo kernel; convolution kernels at most 128 registers per thread; no nvcc lambda made in
+# more than one translation unit of an executable (perf/cuda_lambda_check.py: such a lambda can
+# call a null pointer on the host).
 set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$script_dir/.." && pwd)
@@ -29,8 +31,8 @@ wrapper=$kokkos/bin/nvcc_wrapper
 [[ -x "$wrapper" ]] || { echo "error: no $wrapper: is $kokkos a CUDA-enabled Kokkos?" >&2; exit 2; }
 
 # The targets that instantiate every kernel: the library (decoder stage: conv, pointwise, halo)
-# and the tests of the block kernels, the halo, the conv and the pointwise layers.
-targets=(khalo test_block test_halo test_conv test_pointwise)
+# and the tests of the block kernels, the halo, the conv, the pointwise layers and the stage.
+targets=(khalo test_block test_halo test_conv test_pointwise test_decoder)
 if [[ "${KHALO_CUDA_REPORT_ONLY:-0}" != 1 ]]; then
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKokkos_ROOT="$kokkos" \
   -DCMAKE_CXX_COMPILER="$wrapper" -DCMAKE_CXX_FLAGS="-Xptxas=-v" \
@@ -83,7 +85,7 @@ for mangled, pretty in zip(names, dem):
                  e.get("stack", 0), e.get("smem", 0)))
 # One line per distinct (home, kind, type, resources).
 rows = sorted(set(rows))
-conv_regs_ok = all(r[3] <= 128 for r in rows if "conv" in r[0])
+conv_regs_ok = all(r[3] <= 128 for r in rows if "conv" in r[0].lower())
 spills = sum(r[4] + r[5] for r in rows)
 # Parallelism of the team convolution on the Wan stage's per-rank band (1, 96, 4, 60, 104): teams x
 # threads per team (one per register tile), from its tile constants (nn/detail/conv_device.hpp).
@@ -107,3 +109,17 @@ with open(out, "w") as f:
         f.write(f"{regs:>5} {st:>8} {ld:>8} {stack:>6} {smem:>6}  {kind:<6} {t:<6} {home}\n")
 print(open(out).read())
 PY
+
+# nvcc lambdas that several translation units made: each can crash (perf/cuda_lambda_check.py).
+exes=()
+for t in "${targets[@]}"; do
+  [[ -x "$build/tests/$t" ]] && exes+=("$build/tests/$t")
+done
+lambda_rc=0
+lambdas=$(python3 "$script_dir/cuda_lambda_check.py" "${exes[@]}") || lambda_rc=$?
+{
+  printf '# nvcc extended lambdas made in more than one translation unit (target: none): %s\n' \
+    "$([[ $lambda_rc -eq 0 ]] && echo none || echo 'SOME, below')"
+  printf '%s\n' "$lambdas" | sed 's/^/#   /'
+} >>"$out"
+tail -n "$(($(wc -l <<<"$lambdas") + 1))" "$out"

@@ -24,7 +24,8 @@
 #
 # Steps (each has a time cap and its own log in OUTDIR/logs/): gpu (nvidia-smi), configure, build
 # (all targets plus khalo_headers_self_contained, so that ctest's compile-only test finds it done;
-# compiler warnings are counted into the summary), info (khalo-decode --info), then the
+# compiler warnings are counted into the summary), info (khalo-decode --info), lambdas
+# (perf/cuda_lambda_check.py over every executable: no nvcc lambda made by two source files), then the
 # measurements, before the suite so that a slow suite cannot starve them:
 #   cudnn        perf/bench_cudnn: khalo's conv() (the team kernel) beside cuDNN's best forward
 #                algorithm on device memory, the decoder's convs at the Wan stage's per-rank shape
@@ -334,6 +335,17 @@ if [[ -n "$decode" ]]; then
   run_step info 60 bash -c 'set -o pipefail; "$1" --info | tee "$2"' info "$decode" "$out/build-info.txt"
 else
   notrun_step info "khalo-decode was not built"
+fi
+
+# nvcc lambdas that several source files made can call a null pointer (CONTRIBUTING, Kernels).
+mapfile -t executables < <(find "$build_dir" -path '*/CMakeFiles' -prune -o -type f -perm -u+x -print |
+  while read -r f; do head -c 4 "$f" | grep -q ELF && printf '%s\n' "$f"; done)
+if ((has_cuda == 0)); then
+  skip_step lambdas "CUDA only: no nvcc lambdas without a CUDA-enabled Kokkos"
+elif ((${#executables[@]} == 0)); then
+  notrun_step lambdas "no executables in $build_dir"
+else
+  run_step lambdas 60 "$python" "$script_dir/cuda_lambda_check.py" "${executables[@]}"
 fi
 
 # ------------------------------------------------------------------------------------------------

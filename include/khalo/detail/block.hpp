@@ -114,8 +114,72 @@ PieceSchedule resolve(PieceSchedule schedule, const BlockWalk& w) {
   return w.run_length() >= kMinTeamRun ? PieceSchedule::team : PieceSchedule::elements;
 }
 
-/// Calls body(r, a, b, j, n) for the pieces of \p w: n elements of run r from its
-/// j-th on, where a = w.run_offset(r) and b = second.run_offset(r) (\p second walks
+// The kernels here are named functors, not KOKKOS_LAMBDAs. nvcc wraps a __host__ __device__
+// lambda in a type whose copy goes through a function pointer private to the translation unit
+// that made the lambda; a template that several translation units instantiate is kept once by
+// the linker, and that copy may then call another unit's pointer, still null. On CUDA this was a
+// SIGSEGV at address 0 in the decoder's first halo fill (a known nvcc defect; functors avoid it).
+// Rule: a kernel in a header template that more than one translation unit instantiates is a
+// functor. perf/cuda_lambda_check.py (run by perf/cuda_resources.sh) finds the lambdas that break it.
+
+/// One work item per run, or per piece of a long run (PieceSchedule::runs).
+template <class Body>
+struct RunPieces {
+  BlockWalk w, second;
+  Body body;
+  std::int64_t run, piece, per_run;
+  bool one_walk;
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t i) const {
+    const std::int64_t r = i / per_run;
+    const std::int64_t j = (i - r * per_run) * piece;
+    const std::int64_t a = w.run_offset(r);
+    body(r, a, one_walk ? a : second.run_offset(r), j, run - j < piece ? run - j : piece);
+  }
+};
+
+/// One team per piece of a run (PieceSchedule::team).
+template <class Body, class Member>
+struct TeamPieces {
+  BlockWalk w, second;
+  Body body;
+  std::int64_t run, piece, per_run;
+  bool one_walk;
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    const std::int64_t i = team.league_rank();
+    const std::int64_t r = i / per_run;
+    const std::int64_t j = (i - r * per_run) * piece;
+    const std::int64_t n = run - j < piece ? run - j : piece;
+    // One thread decodes the run's position; the team shares it.
+    std::int64_t a = 0;
+    std::int64_t b = 0;
+    Kokkos::single(
+        Kokkos::PerTeam(team), [&](std::int64_t& v) { v = w.run_offset(r); }, a);
+    if (one_walk) {
+      b = a;
+    } else {
+      Kokkos::single(
+          Kokkos::PerTeam(team), [&](std::int64_t& v) { v = second.run_offset(r); }, b);
+    }
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n), [&](const std::int64_t k) { body(r, a, b, j + k, 1); });
+  }
+};
+
+/// One element per work item (PieceSchedule::elements).
+template <class Body>
+struct ElementPieces {
+  BlockWalk w, second;
+  Body body;
+  std::int64_t run;
+  bool one_walk;
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t i) const {
+    const std::int64_t r = i / run;
+    const std::int64_t a = w.run_offset(r);
+    body(r, a, one_walk ? a : second.run_offset(r), i - r * run, 1);
+  }
+};
+
+/// Calls body(r, a, b, j, n) (a functor, see above) for the pieces of \p w: n elements of run r
+/// from its j-th on, where a = w.run_offset(r) and b = second.run_offset(r) (\p second walks
 /// another block visited in step with \p w, or is \p w itself). Every element is
 /// visited once; the schedule only decides which work item does it.
 template <class Exec, class Body>
@@ -130,49 +194,22 @@ void for_each_piece(const char* label, const Exec& exec, const BlockWalk& w, con
     case PieceSchedule::runs: {
       const std::int64_t piece = run < kHostPiece ? run : kHostPiece;
       const std::int64_t per_run = (run + piece - 1) / piece;
-      Kokkos::parallel_for(
-          label, Kokkos::RangePolicy<Exec>(exec, 0, runs * per_run), KOKKOS_LAMBDA(const std::int64_t i) {
-            const std::int64_t r = i / per_run;
-            const std::int64_t j = (i - r * per_run) * piece;
-            const std::int64_t a = w.run_offset(r);
-            body(r, a, one_walk ? a : second.run_offset(r), j, run - j < piece ? run - j : piece);
-          });
+      Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, runs * per_run),
+                           RunPieces<Body>{w, second, body, run, piece, per_run, one_walk});
       break;
     }
     case PieceSchedule::team: {
       using Policy = Kokkos::TeamPolicy<Exec>;
-      using Member = typename Policy::member_type;
       const std::int64_t piece = run < kDevicePiece ? run : kDevicePiece;
       const std::int64_t per_run = (run + piece - 1) / piece;
       Kokkos::parallel_for(
-          label, Policy(exec, runs * per_run, Kokkos::AUTO), KOKKOS_LAMBDA(const Member& team) {
-            const std::int64_t i = team.league_rank();
-            const std::int64_t r = i / per_run;
-            const std::int64_t j = (i - r * per_run) * piece;
-            const std::int64_t n = run - j < piece ? run - j : piece;
-            // One thread decodes the run's position; the team shares it.
-            std::int64_t a = 0;
-            std::int64_t b = 0;
-            Kokkos::single(
-                Kokkos::PerTeam(team), [&](std::int64_t& v) { v = w.run_offset(r); }, a);
-            if (one_walk) {
-              b = a;
-            } else {
-              Kokkos::single(
-                  Kokkos::PerTeam(team), [&](std::int64_t& v) { v = second.run_offset(r); }, b);
-            }
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n),
-                                 [&](const std::int64_t k) { body(r, a, b, j + k, 1); });
-          });
+          label, Policy(exec, runs * per_run, Kokkos::AUTO),
+          TeamPieces<Body, typename Policy::member_type>{w, second, body, run, piece, per_run, one_walk});
       break;
     }
     case PieceSchedule::elements:
-      Kokkos::parallel_for(
-          label, Kokkos::RangePolicy<Exec>(exec, 0, w.count), KOKKOS_LAMBDA(const std::int64_t i) {
-            const std::int64_t r = i / run;
-            const std::int64_t a = w.run_offset(r);
-            body(r, a, one_walk ? a : second.run_offset(r), i - r * run, 1);
-          });
+      Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, w.count),
+                           ElementPieces<Body>{w, second, body, run, one_walk});
       break;
   }
 }
@@ -187,30 +224,82 @@ KOKKOS_INLINE_FUNCTION void copy_run(T* dst, std::int64_t ds, const T* src, std:
   }
 }
 
+/// buf[r * run + j ...] = data[a + j * s ...]: one piece of a pack.
+template <class T>
+struct PackPiece {
+  const T* data;
+  T* buf;
+  std::int64_t run, s;
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j,
+                                         std::int64_t n) const {
+    copy_run(buf + r * run + j, 1, data + a + j * s, s, n);
+  }
+};
+
+/// data[a + j * s ...] = buf[r * run + j ...]: one piece of an unpack.
+template <class T>
+struct UnpackPiece {
+  T* data;
+  const T* buf;
+  std::int64_t run, s;
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j,
+                                         std::int64_t n) const {
+    copy_run(data + a + j * s, s, buf + r * run + j, 1, n);
+  }
+};
+
+/// dst[b + j * ds ...] = src[a + j * ss ...]: one piece of a copy between two blocks.
+template <class T>
+struct CopyPiece {
+  const T* src;
+  T* dst;
+  std::int64_t ss, ds;
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t, std::int64_t a, std::int64_t b, std::int64_t j,
+                                         std::int64_t n) const {
+    copy_run(dst + b + j * ds, ds, src + a + j * ss, ss, n);
+  }
+};
+
+/// data[a + j * s ...] = T{}: one piece of a zero fill.
+template <class T>
+struct ZeroPiece {
+  T* data;
+  std::int64_t s;
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j,
+                                         std::int64_t n) const {
+    T* d = data + a + j * s;
+    if (s == 1) {
+      for (std::int64_t k = 0; k < n; ++k) d[k] = T{};
+    } else {
+      for (std::int64_t k = 0; k < n; ++k) d[k * s] = T{};
+    }
+  }
+};
+
+/// data[a + j * s + shift ...] = data[a + j * s ...]: one piece of a shifted copy.
+template <class T>
+struct ShiftPiece {
+  T* data;
+  std::int64_t s, shift;
+  KOKKOS_INLINE_FUNCTION void operator()(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j,
+                                         std::int64_t n) const {
+    T* d = data + a + j * s;
+    copy_run(d + shift, s, static_cast<const T*>(d), s, n);
+  }
+};
+
 /// Copies a block of \p data into the flat buffer \p buf, in memory order.
 template <class Exec, class T>
 void pack_block(const Exec& exec, const T* data, const BlockWalk& w, T* buf,
                 PieceSchedule schedule = PieceSchedule::automatic) {
-  const std::int64_t run = w.run_length();
-  const std::int64_t s = w.run_stride();
-  for_each_piece(
-      "khalo::pack", exec, w, w, schedule,
-      KOKKOS_LAMBDA(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
-        copy_run(buf + r * run + j, 1, data + a + j * s, s, n);
-      });
+  for_each_piece("khalo::pack", exec, w, w, schedule, PackPiece<T>{data, buf, w.run_length(), w.run_stride()});
 }
 
 /// Copies the flat buffer \p buf into a block of \p data, in memory order.
 template <class Exec, class T>
 void unpack_block(const Exec& exec, T* data, const BlockWalk& w, const T* buf,
                   PieceSchedule schedule = PieceSchedule::automatic) {
-  const std::int64_t run = w.run_length();
-  const std::int64_t s = w.run_stride();
-  for_each_piece(
-      "khalo::unpack", exec, w, w, schedule,
-      KOKKOS_LAMBDA(std::int64_t r, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
-        copy_run(data + a + j * s, s, buf + r * run + j, 1, n);
-      });
+  for_each_piece("khalo::unpack", exec, w, w, schedule, UnpackPiece<T>{data, buf, w.run_length(), w.run_stride()});
 }
 
 /// Copies a block of \p src onto a block of \p dst of the same extents;
@@ -218,42 +307,20 @@ void unpack_block(const Exec& exec, T* data, const BlockWalk& w, const T* buf,
 template <class Exec, class T>
 void copy_block(const Exec& exec, const T* src, const BlockWalk& ws, T* dst, const BlockWalk& wd,
                 PieceSchedule schedule = PieceSchedule::automatic) {
-  const std::int64_t ss = ws.run_stride();
-  const std::int64_t ds = wd.run_stride();
-  for_each_piece(
-      "khalo::copy_block", exec, ws, wd, schedule,
-      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t b, std::int64_t j, std::int64_t n) {
-        copy_run(dst + b + j * ds, ds, src + a + j * ss, ss, n);
-      });
+  for_each_piece("khalo::copy_block", exec, ws, wd, schedule, CopyPiece<T>{src, dst, ws.run_stride(), wd.run_stride()});
 }
 
 /// Sets every element of a block to T{} (zero for arithmetic types).
 template <class Exec, class T>
 void zero_block(const Exec& exec, T* data, const BlockWalk& w, PieceSchedule schedule = PieceSchedule::automatic) {
-  const std::int64_t s = w.run_stride();
-  for_each_piece(
-      "khalo::zero", exec, w, w, schedule,
-      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
-        T* d = data + a + j * s;
-        if (s == 1) {
-          for (std::int64_t k = 0; k < n; ++k) d[k] = T{};
-        } else {
-          for (std::int64_t k = 0; k < n; ++k) d[k * s] = T{};
-        }
-      });
+  for_each_piece("khalo::zero", exec, w, w, schedule, ZeroPiece<T>{data, w.run_stride()});
 }
 
 /// Copies a block onto the block \p shift elements further on in the same array.
 template <class Exec, class T>
 void shift_copy_block(const Exec& exec, T* data, const BlockWalk& w, std::int64_t shift,
                       PieceSchedule schedule = PieceSchedule::automatic) {
-  const std::int64_t s = w.run_stride();
-  for_each_piece(
-      "khalo::copy", exec, w, w, schedule,
-      KOKKOS_LAMBDA(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j, std::int64_t n) {
-        T* d = data + a + j * s;
-        copy_run(d + shift, s, static_cast<const T*>(d), s, n);
-      });
+  for_each_piece("khalo::copy", exec, w, w, schedule, ShiftPiece<T>{data, w.run_stride(), shift});
 }
 
 }  // namespace khalo::detail

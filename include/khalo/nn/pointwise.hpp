@@ -15,6 +15,33 @@
 
 namespace khalo::nn {
 
+namespace detail {
+
+/// The body of rms_norm at one (n, t, h, w). A named functor rather than a KOKKOS_LAMBDA:
+/// rms_norm is a header template, and for_each_index copies its body (see block.hpp's
+/// PackPiece for why nvcc's lambdas must not cross such templates).
+struct RmsNormAt {
+  Strided5 in, out;
+  const float* gamma;
+  int C;
+  float scale;
+  bool silu;
+  KOKKOS_INLINE_FUNCTION void operator()(int n, int, int t, int h, int w) const {
+    const float* x = in.data + in.offset(n, 0, t, h, w);
+    float* y = out.data + out.offset(n, 0, t, h, w);
+    float ss = 0.0f;
+    for (int c = 0; c < C; ++c) ss += x[c * in.stride[1]] * x[c * in.stride[1]];
+    float norm = khalo::detail::sqrt(ss);
+    norm = norm > 1e-12f ? norm : 1e-12f;
+    for (int c = 0; c < C; ++c) {
+      const float v = x[c * in.stride[1]] / norm * scale * gamma[c];
+      y[c * out.stride[1]] = silu ? v / (1.0f + khalo::detail::exp(-v)) : v;
+    }
+  }
+};
+
+}  // namespace detail
+
 /// out = x / max(||x||_2, 1e-12) * sqrt(C) * gamma over channels at every (n, t, h, w) of the
 /// region n < N, t < T, h < H, w < W (docs/decoder.md §1), then SiLU when \p silu (the residual
 /// blocks and norm_out; the attention block's norm has none).
@@ -22,20 +49,8 @@ template <class Exec>
 void rms_norm(const Exec& exec, Strided5 in, Strided5 out, const float* gamma, int N, int C, int T, int H, int W,
               bool silu = false) {
   const float scale = khalo::detail::sqrt(static_cast<float>(C));
-  for_each_index(
-      silu ? "khalo::nn::rms_norm_silu" : "khalo::nn::rms_norm", exec, N, 1, T, H, W,
-      KOKKOS_LAMBDA(int n, int, int t, int h, int w) {
-        const float* x = in.data + in.offset(n, 0, t, h, w);
-        float* y = out.data + out.offset(n, 0, t, h, w);
-        float ss = 0.0f;
-        for (int c = 0; c < C; ++c) ss += x[c * in.stride[1]] * x[c * in.stride[1]];
-        float norm = khalo::detail::sqrt(ss);
-        norm = norm > 1e-12f ? norm : 1e-12f;
-        for (int c = 0; c < C; ++c) {
-          const float v = x[c * in.stride[1]] / norm * scale * gamma[c];
-          y[c * out.stride[1]] = silu ? v / (1.0f + khalo::detail::exp(-v)) : v;
-        }
-      });
+  for_each_index(silu ? "khalo::nn::rms_norm_silu" : "khalo::nn::rms_norm", exec, N, 1, T, H, W,
+                 detail::RmsNormAt{in, out, gamma, C, scale, silu});
 }
 
 /// rms_norm followed by SiLU.

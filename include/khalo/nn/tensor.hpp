@@ -48,23 +48,36 @@ struct Strided5 {
   }
 };
 
-/// Calls f(n, c, t, h, w) (a KOKKOS_LAMBDA) for every index of an N x C x T x H x W region,
-/// in parallel on \p exec: one decode of the flat index per element, w fastest.
+/// Calls f(n, c, t, h, w) for every index of an N x C x T x H x W region, in parallel on \p exec:
+/// one decode of the flat index per element, w fastest. \p f is a functor with a
+/// KOKKOS_INLINE_FUNCTION operator(); a KOKKOS_LAMBDA only from a function of one source file,
+/// never from a template or inline function in a header (khalo/detail/block.hpp says why).
+namespace detail {
+
+/// for_each_index's kernel: decodes the flat index, w fastest (a functor: see block.hpp).
+template <class F>
+struct IndexLoop {
+  F f;
+  int C, T, H, W;
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t i) const {
+    std::int64_t r = i;
+    const int w = static_cast<int>(r % W);
+    r /= W;
+    const int h = static_cast<int>(r % H);
+    r /= H;
+    const int t = static_cast<int>(r % T);
+    r /= T;
+    const int c = static_cast<int>(r % C);
+    f(static_cast<int>(r / C), c, t, h, w);
+  }
+};
+
+}  // namespace detail
+
 template <class Exec, class F>
 void for_each_index(const std::string& label, const Exec& exec, int N, int C, int T, int H, int W, const F& f) {
   const std::int64_t items = static_cast<std::int64_t>(N) * C * T * H * W;
-  Kokkos::parallel_for(
-      label, Kokkos::RangePolicy<Exec>(exec, 0, items), KOKKOS_LAMBDA(const std::int64_t i) {
-        std::int64_t r = i;
-        const int w = static_cast<int>(r % W);
-        r /= W;
-        const int h = static_cast<int>(r % H);
-        r /= H;
-        const int t = static_cast<int>(r % T);
-        r /= T;
-        const int c = static_cast<int>(r % C);
-        f(static_cast<int>(r / C), c, t, h, w);
-      });
+  Kokkos::parallel_for(label, Kokkos::RangePolicy<Exec>(exec, 0, items), detail::IndexLoop<F>{f, C, T, H, W});
 }
 
 /// The pointer and strides of a rank-5 View.

@@ -55,14 +55,119 @@ inline std::int64_t conv_team_threads(const ConvLaunch& l) {
   return teams * (S::WB / S::TW) * (S::CB / S::TC);
 }
 
+/// conv_team's kernel: one team per block of WB output columns x CB channels of one output row.
+/// A functor, not a KOKKOS_LAMBDA: conv_team is a header template that several translation units
+/// instantiate (khalo/detail/block.hpp says why nvcc's lambdas must not be).
+template <int KT, int KH, int KW, bool UP, class Member, class Scratch>
+struct ConvTeamKernel {
+  static constexpr int WB = TeamConvShape::WB, CB = TeamConvShape::CB, CI = TeamConvShape::CI, TW = TeamConvShape::TW,
+                       TC = TeamConvShape::TC;
+  static constexpr int taps = KT * KH * KW;
+  static constexpr int span = UP ? WB / 2 + 2 : WB + KW - 1;  // input columns a team reads per row
+  static constexpr int subtiles = (WB / TW) * (CB / TC);
+  ConvLaunch l;
+  PackedWeights wt;
+  int wblocks, cblocks, rows;
+  std::size_t nx, nw, np;
+  bool in_channels_last, out_channels_last;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    std::int64_t r = team.league_rank();
+    const int wb = static_cast<int>(r % wblocks);
+    r /= wblocks;
+    const int cb = static_cast<int>(r % cblocks);
+    r /= cblocks;
+    const int h = l.row_begin + static_cast<int>(r % rows);
+    r /= rows;
+    const int t = static_cast<int>(r % l.frames);
+    const int n = static_cast<int>(r / l.frames);
+    const int w0 = wb * WB;
+    const int oc0 = cb * CB;  // the launch's channel of the block's first
+    const int co0 = l.cout_begin + oc0;
+    const int valid_c = l.cout_count - oc0 < CB ? l.cout_count - oc0 : CB;
+    Scratch xs(team.team_scratch(0), nx), ws(team.team_scratch(0), nw), ps(team.team_scratch(0), np);
+    // Partial sums [CB][WB] start at the bias.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, CB * WB), [&](const int k) {
+      const int o = k / WB;
+      ps(k) = o < valid_c ? wt.bias[co0 + o] : 0.0f;
+    });
+    const int cin = wt.cin;
+    for (int c0 = 0; c0 < cin; c0 += CI) {
+      team.team_barrier();
+      // Input rows [ci][kt][kh][span]: column j is input column w0 - KW/2 + j (w0/2 - 1 + j upsampled).
+      // Neighbouring threads take neighbouring addresses: columns in the contiguous format,
+      // input channels in channels-last (then CI floats in a row, a 32-byte segment).
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nx)), [&](const int k) {
+        int j, rk, cl;
+        if (in_channels_last) {
+          cl = k % CI;
+          j = k / CI % span;
+          rk = k / CI / span;
+        } else {
+          j = k % span;
+          rk = k / span % (KT * KH);
+          cl = k / span / (KT * KH);
+        }
+        const int ci = c0 + cl;
+        const int kt = rk / KH, kh = rk % KH;
+        const std::int64_t col = UP ? w0 / 2 - 1 + j : w0 - KW / 2 + j;
+        std::int64_t row = h + kh;
+        if (UP) row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
+        xs((cl * KT * KH + rk) * span + j) =
+            ci < cin && col >= 0 && col < l.in_width ? l.in(n, ci, t + kt, row, col) : 0.0f;
+      });
+      // Weights [ci][tap][CB].
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nw)), [&](const int k) {
+        const int o = k % CB;
+        const int tap = k / CB % taps;
+        const int ci = c0 + k / CB / taps;
+        ws(k) = ci < cin && o < valid_c ? wt.at(co0 + o)[tap * wt.tap + ci * wt.ci] : 0.0f;
+      });
+      team.team_barrier();
+      // Each thread: register tiles of TW columns x TC channels, columns fastest across threads.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, subtiles), [&](const int s) {
+        const int i0 = s % (WB / TW) * TW, o0 = s / (WB / TW) * TC;
+        float acc[TC][TW];
+        for (int o = 0; o < TC; ++o)
+          for (int i = 0; i < TW; ++i) acc[o][i] = ps((o0 + o) * WB + i0 + i);
+        for (int ci = 0; ci < CI; ++ci) {
+          for (int kt = 0; kt < KT; ++kt)
+            for (int kh = 0; kh < KH; ++kh)
+              for (int kw = 0; kw < KW; ++kw) {
+                const int tap = (kt * KH + kh) * KW + kw;
+                const float* x = &xs((ci * KT * KH + kt * KH + kh) * span);
+                const float* wv = &ws((ci * taps + tap) * CB + o0);
+                for (int i = 0; i < TW; ++i) {
+                  const int j = UP ? static_cast<int>(half_floor(i0 + i - 1 + kw)) + 1 : i0 + i + kw;
+                  const float xv = x[j];
+                  for (int o = 0; o < TC; ++o) acc[o][i] += xv * wv[o];
+                }
+              }
+        }
+        for (int o = 0; o < TC; ++o)
+          for (int i = 0; i < TW; ++i) ps((o0 + o) * WB + i0 + i) = acc[o][i];
+      });
+    }
+    team.team_barrier();
+    // Stores: neighbouring threads take neighbouring addresses in either format.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, CB * WB), [&](const int k) {
+      const int o = out_channels_last ? k % CB : k / WB;
+      const int i = out_channels_last ? k / CB : k % WB;
+      if (o >= valid_c || w0 + i >= l.out_width) return;
+      float v = ps(o * WB + i);
+      if (l.residual.data != nullptr) v += l.residual(n, oc0 + o, t, h, w0 + i);
+      l.out(n, oc0 + o, t, h, w0 + i) = v;
+    });
+  }
+};
+
 template <int KT, int KH, int KW, bool UP, class Exec>
 void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
   using S = TeamConvShape;
-  constexpr int WB = S::WB, CB = S::CB, CI = S::CI, TW = S::TW, TC = S::TC;
+  constexpr int WB = S::WB, CB = S::CB, CI = S::CI;
   constexpr int taps = KT * KH * KW;
   constexpr int span = UP ? WB / 2 + 2 : WB + KW - 1;  // input columns a team reads per row
-  constexpr int subtiles = (WB / TW) * (CB / TC);
-  static_assert(TW * TC <= 64, "at most 64 accumulators per thread");
+  static_assert(S::TW * S::TC <= 64, "at most 64 accumulators per thread");
   const int rows = L.row_end - L.row_begin;
   if (L.n <= 0 || L.frames <= 0 || rows <= 0 || L.out_width <= 0 || L.cout_count <= 0) return;
   const int wblocks = (L.out_width + WB - 1) / WB;
@@ -76,98 +181,10 @@ void conv_team(const Exec& exec, const ConvLaunch& L, const PackedWeights& W) {
   Policy policy = conv_team_size() > 0 ? Policy(exec, static_cast<int>(league), conv_team_size())
                                        : Policy(exec, static_cast<int>(league), Kokkos::AUTO);
   policy.set_scratch_size(0, Kokkos::PerTeam(bytes));
-  const ConvLaunch l = L;
-  const PackedWeights wt = W;
   const bool in_channels_last = L.in.stride[1] == 1, out_channels_last = L.out.stride[1] == 1;
-  Kokkos::parallel_for(
-      "khalo::nn::conv_team", policy, KOKKOS_LAMBDA(const typename Policy::member_type& team) {
-        std::int64_t r = team.league_rank();
-        const int wb = static_cast<int>(r % wblocks);
-        r /= wblocks;
-        const int cb = static_cast<int>(r % cblocks);
-        r /= cblocks;
-        const int h = l.row_begin + static_cast<int>(r % rows);
-        r /= rows;
-        const int t = static_cast<int>(r % l.frames);
-        const int n = static_cast<int>(r / l.frames);
-        const int w0 = wb * WB;
-        const int oc0 = cb * CB;  // the launch's channel of the block's first
-        const int co0 = l.cout_begin + oc0;
-        const int valid_c = l.cout_count - oc0 < CB ? l.cout_count - oc0 : CB;
-        Scratch xs(team.team_scratch(0), nx), ws(team.team_scratch(0), nw), ps(team.team_scratch(0), np);
-        // Partial sums [CB][WB] start at the bias.
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, CB * WB), [&](const int k) {
-          const int o = k / WB;
-          ps(k) = o < valid_c ? wt.bias[co0 + o] : 0.0f;
-        });
-        const int cin = wt.cin;
-        for (int c0 = 0; c0 < cin; c0 += CI) {
-          team.team_barrier();
-          // Input rows [ci][kt][kh][span]: column j is input column w0 - KW/2 + j (w0/2 - 1 + j upsampled).
-          // Neighbouring threads take neighbouring addresses: columns in the contiguous format,
-          // input channels in channels-last (then CI floats in a row, a 32-byte segment).
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nx)), [&](const int k) {
-            int j, rk, cl;
-            if (in_channels_last) {
-              cl = k % CI;
-              j = k / CI % span;
-              rk = k / CI / span;
-            } else {
-              j = k % span;
-              rk = k / span % (KT * KH);
-              cl = k / span / (KT * KH);
-            }
-            const int ci = c0 + cl;
-            const int kt = rk / KH, kh = rk % KH;
-            const std::int64_t col = UP ? w0 / 2 - 1 + j : w0 - KW / 2 + j;
-            std::int64_t row = h + kh;
-            if (UP) row = half_floor(2 * l.up_first_row + h - 1 + kh) - l.up_first_row + 1;
-            xs((cl * KT * KH + rk) * span + j) =
-                ci < cin && col >= 0 && col < l.in_width ? l.in(n, ci, t + kt, row, col) : 0.0f;
-          });
-          // Weights [ci][tap][CB].
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<int>(nw)), [&](const int k) {
-            const int o = k % CB;
-            const int tap = k / CB % taps;
-            const int ci = c0 + k / CB / taps;
-            ws(k) = ci < cin && o < valid_c ? wt.at(co0 + o)[tap * wt.tap + ci * wt.ci] : 0.0f;
-          });
-          team.team_barrier();
-          // Each thread: register tiles of TW columns x TC channels, columns fastest across threads.
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, subtiles), [&](const int s) {
-            const int i0 = s % (WB / TW) * TW, o0 = s / (WB / TW) * TC;
-            float acc[TC][TW];
-            for (int o = 0; o < TC; ++o)
-              for (int i = 0; i < TW; ++i) acc[o][i] = ps((o0 + o) * WB + i0 + i);
-            for (int ci = 0; ci < CI; ++ci) {
-              for (int kt = 0; kt < KT; ++kt)
-                for (int kh = 0; kh < KH; ++kh)
-                  for (int kw = 0; kw < KW; ++kw) {
-                    const int tap = (kt * KH + kh) * KW + kw;
-                    const float* x = &xs((ci * KT * KH + kt * KH + kh) * span);
-                    const float* wv = &ws((ci * taps + tap) * CB + o0);
-                    for (int i = 0; i < TW; ++i) {
-                      const int j = UP ? static_cast<int>(half_floor(i0 + i - 1 + kw)) + 1 : i0 + i + kw;
-                      const float xv = x[j];
-                      for (int o = 0; o < TC; ++o) acc[o][i] += xv * wv[o];
-                    }
-                  }
-            }
-            for (int o = 0; o < TC; ++o)
-              for (int i = 0; i < TW; ++i) ps((o0 + o) * WB + i0 + i) = acc[o][i];
-          });
-        }
-        team.team_barrier();
-        // Stores: neighbouring threads take neighbouring addresses in either format.
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, CB * WB), [&](const int k) {
-          const int o = out_channels_last ? k % CB : k / WB;
-          const int i = out_channels_last ? k / CB : k % WB;
-          if (o >= valid_c || w0 + i >= l.out_width) return;
-          float v = ps(o * WB + i);
-          if (l.residual.data != nullptr) v += l.residual(n, oc0 + o, t, h, w0 + i);
-          l.out(n, oc0 + o, t, h, w0 + i) = v;
-        });
-      });
+  using Kernel = ConvTeamKernel<KT, KH, KW, UP, typename Policy::member_type, Scratch>;
+  Kokkos::parallel_for("khalo::nn::conv_team", policy,
+                       Kernel{L, W, wblocks, cblocks, rows, nx, nw, np, in_channels_last, out_channels_last});
 }
 
 }  // namespace khalo::nn::detail
