@@ -166,6 +166,8 @@ class HaloRows {
     s.allocations += 2;
     return s;
   }
+  /// True when rows go through host buffers because MPI cannot read the band's memory.
+  bool staged() const noexcept { return engine_->staged(); }
 
  private:
   void check_band(const View& band) const {

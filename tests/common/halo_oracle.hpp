@@ -23,13 +23,12 @@ void fill_owned(const View& v, const Decomposition& dec, const HaloSpec& spec) {
 /// Counts elements that differ from the oracle (and reports the first few).
 template <class View>
 int count_wrong(const View& v, const Decomposition& dec, const HaloSpec& spec, const std::string& what) {
-  auto h = Kokkos::create_mirror_view(v);
-  Kokkos::deep_copy(h, v);
+  const auto h = span_to_host(v);
   int wrong = 0;
   for_each_index(detail::extents_of(v), [&](const Index& i) {
     const Index g = global_of(dec, spec, i);
     const double want = static_cast<typename View::non_const_value_type>(expected_value(dec, spec, g));
-    const double got = h.data()[offset_of(h, i)];
+    const double got = h[offset_of(v, i)];
     if (got != want && ++wrong <= 3) {
       std::string idx;
       for (auto x : g) idx += std::to_string(x) + ",";

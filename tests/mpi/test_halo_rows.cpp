@@ -73,8 +73,9 @@ TEST(HaloRows, ChannelsLastRowsAreSentWithoutPacking) {
   auto band = khalo::allocate<float*****>("band", dec.local_extents(), khalo::MemoryFormat::channels_last_3d);
   khalo::HaloRows<decltype(band), Exec> halo(MPI_COMM_WORLD, band, 1);
   halo.exchange(Exec(), band);
-  EXPECT_EQ(halo.stats().faces_packed, 0);
   EXPECT_EQ(khalo::memory_format(halo.top()), khalo::MemoryFormat::channels_last_3d);
+  if (halo.staged()) GTEST_SKIP() << khalo::test::kStagedSkip;
+  EXPECT_EQ(halo.stats().faces_packed, 0);
 }
 
 TEST(HaloRows, ThinBandThrowsOnEveryRank) {

@@ -53,6 +53,10 @@ TYPED_TEST(TransportLayouts, EveryTransportFillsTheSameGhosts) {
         EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
       }
       const auto& s = halo.stats();
+      if (halo.staged()) {  // device memory MPI cannot read: packed whatever the transport asked
+        EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
+        continue;
+      }
       if (t == Transport::pack) {
         EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
       }
@@ -78,8 +82,9 @@ TEST(HaloTransport, EachSideChoosesOnItsOwn) {
   const int n = neighbours(dec, 3);
   const auto& s = halo.stats();
   EXPECT_EQ(s.messages, n);
-  EXPECT_EQ(s.datatype_sends, world_rank() % 2 == 0 ? n : 0);
-  EXPECT_EQ(s.faces_packed, world_rank() % 2 == 0 ? 0 : n);
+  const bool datatypes = world_rank() % 2 == 0 && !halo.staged();  // staged: everything is packed
+  EXPECT_EQ(s.datatype_sends, datatypes ? n : 0);
+  EXPECT_EQ(s.faces_packed, datatypes ? 0 : n);
 }
 
 // Several fields travel in one message, which a datatype over one View cannot describe: packed.
@@ -117,7 +122,8 @@ TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
     halo.exchange(Exec(), v);
     EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "runs of 16 KiB"), 0);
     const int n = neighbours(dec, 3);
-    EXPECT_EQ(halo.stats().messages, threshold == run ? n * D : n) << threshold;
+    const bool in_place = threshold == run && !halo.staged();  // staged: one packed message
+    EXPECT_EQ(halo.stats().messages, in_place ? n * D : n) << threshold;
     EXPECT_EQ(halo.stats().bytes_sent, n * D * run);
   }
   EXPECT_EQ(HaloSpec().in_place_min_run_bytes(), khalo::kDefaultInPlaceMinRunBytes);
