@@ -151,7 +151,7 @@ def main():
     if conv_verdicts:
         met = [v for v in conv_verdicts if v[2] >= CONV_TARGET]
         worst = min(conv_verdicts, key=lambda v: v[2])
-        md.append("- conv >= %.1fx cuDNN (FMA math), per conv and layout: %s in %d of %d (narrowest: %s %s, %.2fx); %s"
+        md.append("- conv >= %.1fx cuDNN (FMA math), per conv and layout: %s, met in %d of %d (narrowest: %s %s, %.2fx); %s"
                   % (CONV_TARGET, "met" if len(met) == len(conv_verdicts) else "NOT met", len(met),
                      len(conv_verdicts), worst[0], worst[1], worst[2], where))
     else:
