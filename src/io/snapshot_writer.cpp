@@ -215,10 +215,10 @@ void SnapshotWriter::write_raw(const std::string& name, const std::vector<std::i
   // In pieces too, each one contiguous in the buffer and in the file's order, so that the disk writes one
   // while the next is copied (write_pieces). A block write_pieces will refuse goes as one piece.
   const std::size_t size = dtype == DType::float32 ? 4 : 8;
-  const auto plan = valid && error.empty() && !empty ? plan_pieces(mine.count, c_order_strides(mine.count),
-                                                                   static_cast<std::int64_t>(piece_bytes / size))
-                                                     : PiecePlan{mine.count, {}, 1, 0};
   const auto strides = c_order_strides(mine.count);
+  const auto plan = valid && error.empty() && !empty
+                        ? plan_pieces(mine.count, strides, static_cast<std::int64_t>(piece_bytes / size))
+                        : PiecePlan{mine.count, {}, 1, 0};
   write_pieces(
       name, global_shape, mine, plan.count,
       [&](std::int64_t i, Hyperslab& piece) -> const void* {
