@@ -48,10 +48,6 @@ struct Strided5 {
   }
 };
 
-/// Calls f(n, c, t, h, w) for every index of an N x C x T x H x W region, in parallel on \p exec:
-/// one decode of the flat index per element, w fastest. \p f is a functor with a
-/// KOKKOS_INLINE_FUNCTION operator(); a KOKKOS_LAMBDA only from a function of one source file,
-/// never from a template or inline function in a header (khalo/detail/block.hpp says why).
 namespace detail {
 
 /// for_each_index's kernel: decodes the flat index, w fastest (a functor: see block.hpp).
@@ -74,6 +70,10 @@ struct IndexLoop {
 
 }  // namespace detail
 
+/// Calls f(n, c, t, h, w) for every index of an N x C x T x H x W region, in parallel on \p exec:
+/// one decode of the flat index per element, w fastest. \p f is a functor with a
+/// KOKKOS_INLINE_FUNCTION operator(); a KOKKOS_LAMBDA only from a function of one source file,
+/// never from a template or inline function in a header (khalo/detail/block.hpp says why).
 template <class Exec, class F>
 void for_each_index(const std::string& label, const Exec& exec, int N, int C, int T, int H, int W, const F& f) {
   const std::int64_t items = static_cast<std::int64_t>(N) * C * T * H * W;
