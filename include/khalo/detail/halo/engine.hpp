@@ -54,8 +54,7 @@ class HaloEngine {
   struct Options {
     bool stage = false;           ///< buffers go through host memory (MPI may not touch MemSpace)
     bool zero_fill_once = false;  ///< see HaloSpec::set_zero_fill_once
-    Transport transport = Transport::automatic;
-    std::int64_t in_place_min_run_bytes = kDefaultInPlaceMinRunBytes;
+    TransportChoice transport;    ///< see HaloSpec::set_transport, set_in_place_min_run_bytes
   };
 
   /// An engine over (a duplicate of) \p comm whose plans \p planner makes; \p who prefixes its
@@ -70,7 +69,7 @@ class HaloEngine {
   /// khalo::Halo's engine: plans for the ghost layers of \p spec over \p dec.
   HaloEngine(const Decomposition& dec, const HaloSpec& spec, std::vector<FieldType<Exec>> types, bool stage)
       : HaloEngine(dec.grid().comm(), "khalo::Halo", types,
-                   Options{stage, spec.zero_fill_once(), spec.transport(), spec.in_place_min_run_bytes()},
+                   Options{stage, spec.zero_fill_once(), {spec.transport(), spec.in_place_min_run_bytes()}},
                    [dec, spec, types](const std::vector<FieldShape>& shapes, std::string& error) {
                      validate(dec, spec, types, shapes);
                      return build_phases(dec, spec, types, shapes, error);
@@ -105,8 +104,7 @@ class HaloEngine {
     plan.phases = planner_(shapes, error);
     throw_if_any(comm_.get(), error);
     constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
-    choose_transports(plan.phases, types_,
-                      {!options_.stage, host, options_.transport, options_.in_place_min_run_bytes});
+    choose_transports(plan.phases, types_, {!options_.stage, host, options_.transport});
     agree_in_place(comm_.get(), plan.phases);
     // An allocation that fails on one rank fails the plan on every rank.
     try {

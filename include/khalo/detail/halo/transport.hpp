@@ -86,12 +86,17 @@ std::vector<Run> in_place_runs(const Message& m, const std::vector<FieldType<Exe
   return runs;
 }
 
-/// What the engine may do with the fields' memory.
+/// What the caller asked for (HaloSpec::set_transport, HaloSpec::set_in_place_min_run_bytes).
+struct TransportChoice {
+  Transport transport = Transport::automatic;
+  std::int64_t in_place_min_run_bytes = kDefaultInPlaceMinRunBytes;
+};
+
+/// What the engine may do with the fields' memory, and what the caller asked for.
 struct TransportOptions {
   bool zero_copy = true;    ///< MPI may read and write the fields' memory (not staged)
   bool host_memory = true;  ///< ... and it is host memory, where derived datatypes are cheap
-  Transport transport = Transport::automatic;
-  std::int64_t in_place_min_run_bytes = kDefaultInPlaceMinRunBytes;
+  TransportChoice choice;
 };
 
 /// The measured cost model that picks between packing a side and a derived datatype: seconds
@@ -135,8 +140,8 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     m.runs.clear();
     m.datatype.reset();
     if (!o.zero_copy) return;
-    const bool pack = o.transport == Transport::pack;
-    m.runs = in_place_runs(m, types, pack ? INT64_MAX : o.in_place_min_run_bytes);
+    const bool pack = o.choice.transport == Transport::pack;
+    m.runs = in_place_runs(m, types, pack ? INT64_MAX : o.choice.in_place_min_run_bytes);
     // A datatype describes one field's memory: a message of several fields is packed.
     if (pack || !o.host_memory || m.segments.size() != 1) return;
     const Segment& s = m.segments.front();
@@ -144,7 +149,7 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     if (w.count == 0 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
     const std::int64_t runs = w.count / w.run_length();
     const auto bytes = static_cast<std::int64_t>(m.bytes);
-    if (o.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
+    if (o.choice.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
       m.datatype = datatype_of(w, types[static_cast<std::size_t>(s.field)].elem_size);
     }
   };
