@@ -19,6 +19,30 @@ if(Python3_FOUND)
     set(_khalo_python_found ON)
   endif()
 endif()
+# A static Kokkos goes into the module (a shared object) only as position-independent code, which a
+# default static build is not: the module's link failed with a relocation error (R_X86_64_TPOFF32).
+# Try once per build directory; Debian's Kokkos is shared and skips the check.
+set(_khalo_kokkos_not_pic OFF)
+if(_khalo_python_found AND TARGET Kokkos::kokkoscore)
+  get_target_property(_khalo_kokkos_type Kokkos::kokkoscore TYPE)
+  if(_khalo_kokkos_type STREQUAL "STATIC_LIBRARY")
+    if(NOT DEFINED KHALO_KOKKOS_LINKS_SHARED)
+      message(STATUS "khalo: checking that the static Kokkos links into a shared object")
+    endif()
+    try_compile(KHALO_KOKKOS_LINKS_SHARED ${PROJECT_BINARY_DIR}/kokkos_pic_check
+                ${CMAKE_CURRENT_LIST_DIR}/kokkos_pic_check kokkos_pic_check
+                CMAKE_FLAGS -DKokkos_DIR=${Kokkos_DIR} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+                OUTPUT_VARIABLE _khalo_pic_log)
+    if(NOT KHALO_KOKKOS_LINKS_SHARED)
+      file(WRITE ${PROJECT_BINARY_DIR}/kokkos_pic_check.log "${_khalo_pic_log}")
+      set(_khalo_kokkos_not_pic ON)
+      set(_khalo_python_found OFF)
+      message(STATUS "khalo: Python module off: the static Kokkos at ${Kokkos_DIR} cannot go into a shared object "
+                     "(rebuild Kokkos with -DCMAKE_POSITION_INDEPENDENT_CODE=ON or -DBUILD_SHARED_LIBS=ON; the "
+                     "check's output is in ${PROJECT_BINARY_DIR}/kokkos_pic_check.log)")
+    endif()
+  endif()
+endif()
 # Not under the sanitizers: an ASan-instrumented extension cannot load into an uninstrumented python3.
 if(KHALO_ENABLE_SANITIZERS)
   set(_khalo_python_found OFF)
@@ -30,6 +54,11 @@ if(KHALO_ENABLE_PYTHON)
   if(KHALO_ENABLE_SANITIZERS)
     message(FATAL_ERROR "KHALO_ENABLE_PYTHON=ON cannot be combined with KHALO_ENABLE_SANITIZERS=ON: an "
                         "ASan-instrumented extension does not load into an uninstrumented python3.")
+  endif()
+  if(_khalo_kokkos_not_pic)
+    message(FATAL_ERROR "KHALO_ENABLE_PYTHON=ON, but the static Kokkos at ${Kokkos_DIR} is not position-independent "
+                        "code and cannot go into the module; rebuild Kokkos with -DCMAKE_POSITION_INDEPENDENT_CODE=ON "
+                        "(or -DBUILD_SHARED_LIBS=ON), or configure with -DKHALO_ENABLE_PYTHON=OFF.")
   endif()
   if(NOT pybind11_FOUND OR NOT KHALO_MPI4PY_INCLUDE_DIR)
     message(FATAL_ERROR
