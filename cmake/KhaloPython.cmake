@@ -28,13 +28,17 @@ if(_khalo_python_found AND TARGET Kokkos::kokkoscore)
   if(_khalo_kokkos_type STREQUAL "STATIC_LIBRARY")
     if(NOT DEFINED KHALO_KOKKOS_LINKS_SHARED)
       message(STATUS "khalo: checking that the static Kokkos links into a shared object")
+      try_compile(_khalo_links_shared ${PROJECT_BINARY_DIR}/kokkos_pic_check
+                  ${CMAKE_CURRENT_LIST_DIR}/kokkos_pic_check kokkos_pic_check
+                  CMAKE_FLAGS -DKokkos_DIR=${Kokkos_DIR} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+                  OUTPUT_VARIABLE _khalo_pic_log)
+      if(NOT _khalo_links_shared)
+        file(WRITE ${PROJECT_BINARY_DIR}/kokkos_pic_check.log "${_khalo_pic_log}")
+      endif()
+      set(KHALO_KOKKOS_LINKS_SHARED ${_khalo_links_shared} CACHE INTERNAL
+          "The static Kokkos links into a shared object (checked once per build directory)")
     endif()
-    try_compile(KHALO_KOKKOS_LINKS_SHARED ${PROJECT_BINARY_DIR}/kokkos_pic_check
-                ${CMAKE_CURRENT_LIST_DIR}/kokkos_pic_check kokkos_pic_check
-                CMAKE_FLAGS -DKokkos_DIR=${Kokkos_DIR} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
-                OUTPUT_VARIABLE _khalo_pic_log)
     if(NOT KHALO_KOKKOS_LINKS_SHARED)
-      file(WRITE ${PROJECT_BINARY_DIR}/kokkos_pic_check.log "${_khalo_pic_log}")
       set(_khalo_kokkos_not_pic ON)
       set(_khalo_python_found OFF)
       message(STATUS "khalo: Python module off: the static Kokkos at ${Kokkos_DIR} cannot go into a shared object "
