@@ -18,8 +18,8 @@ namespace khalo::nn {
 namespace detail {
 
 /// The body of rms_norm at one (n, t, h, w). A named functor rather than a KOKKOS_LAMBDA:
-/// rms_norm is a header template, and for_each_index copies its body (see block.hpp's
-/// PackPiece for why nvcc's lambdas must not cross such templates).
+/// rms_norm is a header template, and for_each_index copies its body (the comment above
+/// RunPieces in khalo/detail/block.hpp says why nvcc's lambdas must not cross such templates).
 struct RmsNormAt {
   Strided5 in, out;
   const float* gamma;
