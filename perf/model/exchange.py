@@ -10,6 +10,7 @@ F32 = 4
 EAGER = 4096  # Open MPI 4.1 vader BTL: eager limit 4 KiB, larger messages single-copy (CMA)
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "halo_spec.hpp")
+TRANSPORT_HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "detail", "halo", "transport.hpp")
 
 
 def header_in_place_run(path=HEADER):
@@ -48,6 +49,48 @@ def set_in_place_run(nbytes):
     IN_PLACE_RUN = int(nbytes)
 
 
+class TransportCost:
+    """khalo's own rule for a face that cannot go in place: a derived datatype where its cost
+    model says a datatype beats a pack (struct TransportCost in detail/halo/transport.hpp, whose
+    constants are read from the tree, so that the model follows the plan's choice)."""
+
+    def __init__(self, path=TRANSPORT_HEADER):
+        with open(path) as f:
+            m = re.search(r"struct TransportCost \{(.*?)\n\s*double pack\(", f.read(), re.S)
+        if not m:
+            raise RuntimeError(f"struct TransportCost not found in {path}")
+        self.c = {k: float(eval(v, {"__builtins__": {}}))  # digits, ., e, *, + only
+                  for k, v in re.findall(r"double (\w+) = ([0-9.e+* -]+);", m.group(1))}
+        for k in ("eager_bytes", "rendezvous", "per_run", "pack_per_byte", "datatype_per_byte",
+                  "datatype_pipeline_bytes", "datatype_per_byte_beyond"):
+            if k not in self.c:
+                raise RuntimeError(f"TransportCost::{k} not found in {path}")
+
+    def pack(self, runs, nbytes):
+        c = self.c
+        return (c["rendezvous"] if nbytes > c["eager_bytes"] else 0.0) + c["per_run"] * runs + c["pack_per_byte"] * nbytes
+
+    def datatype(self, runs, nbytes):
+        c = self.c
+        beyond = max(0.0, nbytes - c["datatype_pipeline_bytes"])
+        return c["per_run"] * runs + c["datatype_per_byte"] * (nbytes - beyond) + c["datatype_per_byte_beyond"] * beyond
+
+
+TRANSPORT_COST = TransportCost()
+
+
+def transport(runs, run_bytes, nbytes, datatypes=True):
+    """How khalo's plan sends one side of a face of one field (choose_transports): 'in_place'
+    (one message per run: a single run, or runs of at least IN_PLACE_RUN bytes), else
+    'datatype' where TransportCost prefers it and the memory allows it (host memory:
+    `datatypes`), else 'packed'."""
+    if runs == 1 or run_bytes >= IN_PLACE_RUN:
+        return "in_place"
+    if datatypes and TRANSPORT_COST.datatype(runs, nbytes) < TRANSPORT_COST.pack(runs, nbytes):
+        return "datatype"
+    return "packed"
+
+
 class Link:
     """One kind of link: alpha (s per message), beta (bytes/s, one direction); optionally a
     second pair (alpha_small, beta_small) for messages under `eager` bytes (Open MPI's shared
@@ -66,10 +109,13 @@ class Link:
 
 class Copy:
     """Pack / unpack / fill on the rank's own processor: delta s per contiguous run plus
-    bytes / gamma."""
+    bytes / gamma, and for khalo's copies a fixed `overhead` per exchange. The same form serves a
+    derived datatype's message beyond its latency (MPI's two copies through shared-memory
+    fragments, per run and per byte)."""
 
-    def __init__(self, delta, gamma):
+    def __init__(self, delta, gamma, overhead=0.0):
         self.delta, self.gamma = delta, gamma
+        self.overhead = overhead  # s per exchange: khalo's own calls (plan walk, requests, stats)
 
     def time(self, runs, nbytes):
         return runs * self.delta + nbytes / self.gamma
@@ -88,24 +134,38 @@ def face(layout, C, D, rows, cols, along):
     return C * D * rows * F32, C * D * rows, F32  # contiguous column: single floats
 
 
-def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="khalo"):
+def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="khalo", fills=True, datatypes=False):
     """What one rank does in one phase (one split dimension): messages, bytes received (=
-    sent), bytes and runs copied by the rank's processor (pack + unpack + open-side fill)."""
+    sent), bytes and runs copied by the rank's processor (pack + unpack + open-side fill), and
+    the runs and bytes that go as derived datatypes. `scheme`: 'khalo', 'raw' (pre-packed
+    buffers) or 'datatype' (a datatype for every face, as bench_halo's mpi_datatype). `fills`: the open sides are filled in this
+    exchange (false: once per plan, HaloSpec::set_zero_fill_once); `datatypes`: the plan may
+    choose a datatype (host memory)."""
     b, runs, run_bytes = face(layout, C, D, rows, cols, along)
     k = sides_with_neighbour
     if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
-        return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0)
-    in_place = runs == 1 or run_bytes >= IN_PLACE_RUN  # khalo: a single run always goes in place
-    msgs = k * (runs if in_place else 1)
-    copy_runs = 0 if in_place else 2 * k * runs  # pack on send, unpack on receive
-    copy_bytes = 0 if in_place else 2 * k * b
-    copy_runs += (2 - k) * runs  # the open sides' ghost layer is filled (zero)
-    copy_bytes += (2 - k) * b
-    return dict(messages=msgs, bytes=k * b, copy_runs=copy_runs, copy_bytes=copy_bytes)
+        return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0, datatype_runs=0, datatype_bytes=0,
+                    transport="raw")
+    how = "datatype" if scheme == "datatype" else transport(runs, run_bytes, b, datatypes)
+    msgs = k * (runs if how == "in_place" else 1)
+    copy_runs = 2 * k * runs if how == "packed" else 0  # pack on send, unpack on receive
+    copy_bytes = 2 * k * b if how == "packed" else 0
+    if fills:
+        copy_runs += (2 - k) * runs  # the open sides' ghost layer is filled (zero)
+        copy_bytes += (2 - k) * b
+    dt = how == "datatype"
+    return dict(messages=msgs, bytes=k * b, copy_runs=copy_runs, copy_bytes=copy_bytes,
+                datatype_runs=k * runs if dt else 0, datatype_bytes=k * b if dt else 0, transport=how)
 
 
-def rank_time(work, link, copy):
-    return link.time(work["messages"], work["bytes"]) + copy.time(work["copy_runs"], work["copy_bytes"])
+def rank_time(work, link, copy, datatype=None):
+    """A rank's time in one phase. A datatype message costs the link's latency plus `datatype`
+    (Copy) for its runs and bytes, in place of the link's single copy; khalo adds its fixed
+    overhead (copy.overhead), raw MPI does not."""
+    t = copy.time(work["copy_runs"], work["copy_bytes"]) + (copy.overhead if work["transport"] != "raw" else 0.0)
+    if work["datatype_bytes"]:
+        return t + work["messages"] * link.alpha + datatype.time(work["datatype_runs"], work["datatype_bytes"])
+    return t + link.time(work["messages"], work["bytes"])
 
 
 class Sharing:
@@ -158,15 +218,18 @@ def chain_works(ranks, b, link, copy=None):
     return out
 
 
-def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo", sharing=None):
+def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo", sharing=None, datatype=None,
+                      fills=True):
     """A row-split exchange of a (1, C, D, rows per rank, W) band on `ranks` ranks of one
     shared-memory node with `cores` cores: the slowest rank's time when every rank has a core;
     with more ranks than cores, `sharing` (Sharing) time-slices the ranks' work over the cores
-    (default: the ranks busy-poll, y = 1, no hand-off wait)."""
+    (default: the ranks busy-poll, y = 1, no hand-off wait). `datatype` (Copy): the cost of a
+    derived datatype's message, None where the plan may not choose one."""
     times = []
     for r in range(ranks):
         k = (r > 0) + (r < ranks - 1)
-        times.append(rank_time(phase_work(layout, C, D, rows, W, "h", k, scheme), link, copy))
+        w = phase_work(layout, C, D, rows, W, "h", k, scheme, fills, datatype is not None)
+        times.append(rank_time(w, link, copy, datatype))
     return (sharing or Sharing(cores)).time(times)
 
 

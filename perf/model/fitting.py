@@ -78,41 +78,24 @@ def fit(args):
                     "residuals": [{"bytes": n, "measured_s": t, "model_s": a + n / b, "error": (a + n / b) / t - 1}
                                   for n, t in allpts]}
     pst = "p10" if args.stat != "median_s" else "median"
-    big, small = res[f"exchange_{pst}_cma"], res[f"exchange_{pst}_eager"]
+    large = f"exchange_{pst}_cma"
+    big, small = res[large], res[f"exchange_{pst}_eager"]
     link = Link("smp", big["alpha_s"], big["beta_Bps"], EAGER, small["alpha_s"], small["beta_Bps"])
-    # The copy cost: khalo's 2-rank times minus the alpha-beta part, against (runs, bytes) copied.
-    rows_A, rhs, used = [], [], []
-    for r in bench_records(args.bench):
-        if r["ranks"] != 2 or r["scheme"] != "khalo":
-            continue
-        C, D, rows, W = case_shape(r)
-        w = phase_work(r["layout"], C, D, rows, W, "h", 1)
-        if w["copy_bytes"] == 0:
-            continue
-        t = r[args.stat]
-        rest = t - link.time(w["messages"], w["bytes"])
-        rows_A.append([w["copy_runs"] / t, w["copy_bytes"] / t])
-        rhs.append(rest / t)
-        used.append(f'{r["_file"]}:{r["case"]}:{r["layout"]}')
-    # Least squares on relative error, then once more without the points the first fit misses
-    # by more than 50% (a run that lost its core to another process for a scheduler tick:
-    # this machine is shared; README lists them).
-    A, y = np.array(rows_A), np.array(rhs)
-    keep = np.ones(len(y), bool)
-    for _ in range(2):
-        (delta, inv_gamma), *_ = np.linalg.lstsq(A[keep], y[keep], rcond=None)
-        if delta < 0:  # no per-run cost visible: bytes only
-            delta = 0.0
-            x = A[keep][:, 1]
-            inv_gamma = float(x @ y[keep] / (x @ x))
-        pred = A @ np.array([delta, inv_gamma])  # (model - alpha-beta part) / t
-        rel = (pred + (1 - y)) - 1  # model / measured - 1
-        keep = np.abs(rel) <= 0.5
-    dropped = [u for u, k in zip(used, keep) if not k]
-    used = [u for u, k in zip(used, keep) if k]
-    res["copy"] = {"delta_s_per_run": float(delta), "gamma_Bps": float(1.0 / inv_gamma), "fitted_on": used,
-                   "dropped": dropped}
-    res["model_link"] = {"large": f"exchange_{pst}_cma", "small": f"exchange_{pst}_eager", "eager_bytes": EAGER}
+    # The copy cost: khalo's packed 2-rank times minus the alpha-beta part, against the (runs,
+    # bytes) copied; the datatype cost: the mpi_datatype scheme's 2-rank times (a datatype for
+    # every face) minus the latency, against its runs and bytes. khalo's own datatype faces are
+    # not fitted on: they check the datatype cost.
+    # khalo's fixed overhead per exchange is fitted with its copy cost, on every face it packs or
+    # sends in place (those have nothing to copy: they fix the overhead).
+    copy_fit = fit_copy(args.bench, args.stat, "khalo", lambda w: (
+        w["copy_runs"], w["copy_bytes"], link.time(w["messages"], w["bytes"])) if w["transport"] != "datatype" else None,
+        overhead=True)
+    fitted_copy = Copy(copy_fit["delta_s_per_run"], copy_fit["gamma_Bps"])
+    dt_fit = fit_copy(args.bench, args.stat, "mpi_datatype", lambda w: (
+        w["datatype_runs"], w["datatype_bytes"], w["messages"] * link.alpha + fitted_copy.time(w["copy_runs"],
+                                                                                              w["copy_bytes"])))
+    res["copy"], res["datatype"] = copy_fit, dt_fit
+    res["model_link"] = {"large": large, "small": f"exchange_{pst}_eager", "eager_bytes": EAGER}
     res["bench_stat"] = args.stat
     res["in_place_run_bytes"] = exchange.IN_PLACE_RUN
     if os.path.exists(args.out):  # keep the sharing fit (fit-sharing) of an earlier run
@@ -128,8 +111,57 @@ def fit(args):
             print(f"{k:28s} alpha = {e['alpha_s'] * 1e6:7.3f} us, beta = {e['beta_Bps'] / 1e9:7.2f} GB/s, "
                   f"{e['range_bytes'][0]}..{e['range_bytes'][1]} B: median |error| {np.median(errs) * 100:.0f}%, "
                   f"max {max(errs) * 100:.0f}%")
-    print(f"copy: delta = {delta * 1e9:.1f} ns per run, gamma = {1e-9 / inv_gamma:.2f} GB/s, fitted on "
-          f"{len(used)} cases, dropped {dropped} -> {args.out}")
+    for name, c in (("copy", copy_fit), ("datatype", dt_fit)):
+        print(f"{name}: delta = {c['delta_s_per_run'] * 1e9:.1f} ns per run, gamma = {c['gamma_Bps'] / 1e9:.2f} GB/s, "
+              f"overhead {c['overhead_s'] * 1e6:.2f} us per exchange, "
+              f"fitted on {len(c['fitted_on'])} cases, dropped {c['dropped']} -> {args.out}")
+
+
+def fills_of(r):
+    """Whether the record's exchanges filled the open sides (bench_halo's --fill-every-exchange;
+    records from before the option always did)."""
+    return r.get("fill_every_exchange", True)
+
+
+def fit_copy(bench_paths, stat, scheme, part, overhead=False):
+    """delta (s per run) and gamma (bytes/s) of a Copy, and with `overhead` a fixed time per
+    exchange, fitted on the 2-rank records of `scheme`: part(phase_work) gives (runs, bytes, the
+    rest of the model's time) for a record, or None to leave it out. Least squares on relative
+    error, then once more without the points the first fit misses by more than 50% (a run that
+    lost its core to another process for a scheduler tick: this machine is shared; README lists
+    them)."""
+    rows_A, rhs, used = [], [], []
+    for r in bench_records(bench_paths):
+        if r["ranks"] != 2 or r["scheme"] != scheme:
+            continue
+        C, D, rows, W = case_shape(r)
+        how = "datatype" if scheme == "mpi_datatype" else "khalo"
+        got = part(phase_work(r["layout"], C, D, rows, W, "h", 1, how, fills=fills_of(r), datatypes=True))
+        if got is None or (got[1] == 0 and not overhead):
+            continue
+        n_runs, n_bytes, other = got
+        t = r[stat]
+        rows_A.append([n_runs / t, n_bytes / t] + ([1.0 / t] if overhead else []))
+        rhs.append((t - other) / t)
+        used.append(f'{r["_file"]}:{r["case"]}:{r["layout"]}')
+    if not rows_A:
+        raise SystemExit(f"no 2-rank {scheme} record to fit a copy cost on")
+    A, y = np.array(rows_A), np.array(rhs)
+    keep = np.ones(len(y), bool)
+    for _ in range(2):
+        x = np.linalg.lstsq(A[keep], y[keep], rcond=None)[0]
+        if x[0] < 0:  # no per-run cost visible: without it
+            cols = [1] + ([2] if overhead else [])
+            x = np.zeros(A.shape[1])
+            x[cols] = np.linalg.lstsq(A[keep][:, cols], y[keep], rcond=None)[0]
+        x = np.maximum(x, 0.0)
+        pred = A @ x  # (model - the rest) / t
+        rel = (pred + (1 - y)) - 1  # model / measured - 1
+        keep = np.abs(rel) <= 0.5
+    delta, inv_gamma = x[0], x[1]
+    return {"delta_s_per_run": float(delta), "gamma_Bps": float(1.0 / inv_gamma),
+            "overhead_s": float(x[2]) if overhead else 0.0,
+            "fitted_on": [u for u, k in zip(used, keep) if k], "dropped": [u for u, k in zip(used, keep) if not k]}
 
 
 def load_fit(path):
@@ -137,9 +169,10 @@ def load_fit(path):
         fd = json.load(f)
     ml = fd["model_link"]
     e, sm = fd[ml["large"]], fd[ml["small"]]
-    return fd, Link("smp (fitted here)", e["alpha_s"], e["beta_Bps"], ml["eager_bytes"], sm["alpha_s"],
-                    sm["beta_Bps"]), Copy(fd["copy"]["delta_s_per_run"],
-                                                                          fd["copy"]["gamma_Bps"])
+    link = Link("smp (fitted here)", e["alpha_s"], e["beta_Bps"], ml["eager_bytes"], sm["alpha_s"], sm["beta_Bps"])
+    copy = Copy(fd["copy"]["delta_s_per_run"], fd["copy"]["gamma_Bps"], fd["copy"].get("overhead_s", 0.0))
+    dt = fd.get("datatype")  # absent in fits from before the datatype transport
+    return fd, link, copy, (Copy(dt["delta_s_per_run"], dt["gamma_Bps"]) if dt else None)
 
 
 def fit_sharing(args):
@@ -148,7 +181,7 @@ def fit_sharing(args):
     the pair with the smallest sum of squared relative errors. The link is fit.json's; the
     packed mode's memcpy (one run per face) costs bytes / gamma_memcpy, gamma_memcpy taken from
     the 2-rank chain (packed - raw = 2 copies of b bytes per neighbour), not from bench_halo."""
-    fd, link, _ = load_fit(args.fit)
+    fd, link, _, _ = load_fit(args.fit)
     st = args.stat
     runs = {}
     for p in load_jsonl(args.chain):

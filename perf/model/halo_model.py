@@ -23,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import exchange  # noqa: E402
-from exchange import F32, exchange_time_smp  # noqa: E402
-from fitting import bench_records, case_shape, fit, fit_sharing, load_fit, load_sharing, use_in_place_run  # noqa: E402
+from exchange import F32, exchange_time_smp, phase_work  # noqa: E402
+from fitting import bench_records, case_shape, fills_of, fit, fit_sharing, load_fit, load_sharing, use_in_place_run  # noqa: E402
 from wan_layers import wan21_layers  # noqa: E402
 from scaling import decoder_prediction, scenarios, stage_prediction  # noqa: E402
 
@@ -34,19 +34,35 @@ SWEEP_RANKS = [2, 4, 8, 16, 32, 60, 64, 128, 256, 512]  # predictions.json's 'sw
 
 # ----------------------------------------------------------------------------- validation
 
+def measured_transport(r):
+    """How rank 0 of a khalo bench_halo record sent its face, from its HaloStats: 'datatype',
+    'packed' or 'in_place'; None for records without counters."""
+    st = (r.get("stats_per_exchange") or [None])[0]
+    if not st:
+        return None
+    if st.get("datatype_sends"):
+        return "datatype"
+    return "packed" if st.get("bytes_packed") else "in_place"
+
+
 def validate(args):
-    fd, link, copy = load_fit(args.fit)
+    fd, link, copy, datatype = load_fit(args.fit)
     use_in_place_run(args, args.bench)
     sharing = load_sharing(fd, args.cores, args.sharing)
     stat = fd.get("bench_stat", "median_s")
-    rows = []
+    rows, mismatches = [], []
     for r in bench_records(args.bench):
         if r["scheme"] not in ("khalo", "raw_mpi"):
             continue
         C, D, rows_per_rank, W = case_shape(r)
         scheme = "raw" if r["scheme"] == "raw_mpi" else "khalo"
         pred = exchange_time_smp(r["layout"], C, D, rows_per_rank, W, r["ranks"], args.cores, link, copy, scheme,
-                                 sharing)
+                                 sharing, datatype, fills_of(r))
+        # The model must send each face as khalo's plan did (a face of rank 0: one neighbour).
+        model_how = phase_work(r["layout"], C, D, rows_per_rank, W, "h", 1, scheme, datatypes=datatype is not None)
+        how = measured_transport(r) if scheme == "khalo" else "raw"
+        if how is not None and how != model_how["transport"]:
+            mismatches.append(f'{r["_file"]}:{r["case"]}:{r["layout"]}: khalo {how}, model {model_how["transport"]}')
         in_fit = scheme == "khalo" and r["ranks"] == 2 and any(
             u.startswith(r["_file"] + ":" + r["case"] + ":" + r["layout"]) for u in fd["copy"]["fitted_on"])
         key = r["_file"] + ":" + r["case"] + ":" + r["layout"]
@@ -56,7 +72,7 @@ def validate(args):
                                                  for u in fd["copy"].get("dropped", []))
         rows.append({"file": r["_file"], "case": r["case"], "layout": r["layout"], "ranks": r["ranks"],
                      "case_dropped_at_2_ranks": like_dropped,
-                     "scheme": r["scheme"], "measured_s": r["median_s"], "fitted_stat_s": r[stat], "q1_s": r.get("q1_s"),
+                     "scheme": r["scheme"], "transport": how, "measured_s": r["median_s"], "fitted_stat_s": r[stat], "q1_s": r.get("q1_s"),
                      "q3_s": r.get("q3_s"), "model_s": pred, "error": pred / r[stat] - 1,
                      "error_vs_median": pred / r["median_s"] - 1, "in_fit": in_fit,
                      "dropped_from_fit": dropped})
@@ -88,7 +104,7 @@ def validate(args):
     with open(args.out, "w") as f:
         json.dump({"cores": args.cores, "stat": stat, "sharing": args.sharing, "sharing_params": vars(sharing),
                    "in_place_run_bytes": exchange.IN_PLACE_RUN, "bench": [os.path.relpath(b, HERE) for b in args.bench],
-                   "rows": rows, "summary": summary}, f, indent=1)
+                   "rows": rows, "summary": summary, "transport_mismatches": mismatches}, f, indent=1)
     print(f"| ranks | scheme | case | layout | measured {stat[:-2]} ms | measured median ms | model ms | "
           f"error vs {stat[:-2]} | error vs median |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -97,6 +113,9 @@ def validate(args):
               f'{x["measured_s"] * 1e3:.3f} | {x["model_s"] * 1e3:.3f} | {x["error"] * 100:+.0f}%'
               f'{" (fit)" if x["in_fit"] else (" (dropped)" if x["dropped_from_fit"] else "")} | '
               f'{x["error_vs_median"] * 100:+.0f}% |')
+    print(f"transports: the model sends {'every face as khalo did' if not mismatches else 'these faces otherwise:'}")
+    for m in mismatches:
+        print(f"  {m}")
     for k, v in summary.items():
         print(f'{k}: {v["cases"]} cases, median |error| {v["median_abs_error"] * 100:.0f}% '
               f'(max {v["max_abs_error"] * 100:.0f}%) vs {stat[:-2]}; {v["median_abs_error_vs_median"] * 100:.0f}% '
@@ -104,17 +123,18 @@ def validate(args):
 
 
 def predict(args):
-    fd, link, copy = load_fit(args.fit)
+    fd, link, copy, datatype = load_fit(args.fit)
     use_in_place_run(args, [])
     H, W, T = 60, 104, 21
     layers = wan21_layers()
     res = {"fit": os.path.basename(args.fit), "cpu_gflops": args.cpu_gflops, "latent": [1, 16, T, H, W],
            "layers": layers, "scenarios": {}, "stage": [], "decoder": []}
-    ms = scenarios(link, copy, args.cpu_gflops, args.gpu_launch_us * 1e-6)
+    ms = scenarios(link, copy, args.cpu_gflops, args.gpu_launch_us * 1e-6, datatype)
     res["gpu_launch_s"] = args.gpu_launch_us * 1e-6
     for name, m in ms.items():
         res["scenarios"][name] = {"note": m["note"], "intra": vars(m["intra"]), "inter": vars(m["inter"]),
-                                  "copy": vars(m["copy"]), "flops": m["flops"]}
+                                  "copy": vars(m["copy"]), "datatype": vars(m["datatype"]) if m["datatype"] else None,
+                                  "flops": m["flops"]}
     layout = "channels_last_3d"
     for name, m in ms.items():
         for P in ISSUE_RANKS:
@@ -139,7 +159,7 @@ def predict(args):
     # per rank, 6 exchanges): the model's exchange time on this machine's fitted link.
     here = {}
     for lay in ("channels_last_3d", "contiguous"):
-        t = 6 * exchange_time_smp(lay, 96, 4, 32, 64, 2, 2, link, copy)
+        t = 6 * exchange_time_smp(lay, 96, 4, 32, 64, 2, 2, link, copy, datatype=datatype)
         here[lay] = t
     res["stage_check_here"] = {"case": "2 ranks, (1, 96, 4, 64, 64) global, 6 exchanges", "model_halo_s": here,
                                "measured_RESULTS_md": {"channels_last_3d": {"stage_ms": 341.5, "halo_ms": 1.5,
@@ -202,7 +222,7 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit", help="fit alpha, beta (ping-pong) and the copy cost (2-rank bench_halo)")
     f.add_argument("--pingpong", default=os.path.join(HERE, "data", "pingpong.jsonl"))
-    f.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", "halo_np2.json")])
+    f.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f) for f in ("halo_np2.json", "halo_quick_np2.json")])
     f.add_argument("--cpu", default="")
     f.add_argument("--stat", default="q1_s", choices=["q1_s", "median_s", "min_s"],
                    help="bench_halo statistic fitted (default: first quartile; the ping-pong's 10th "

@@ -10,23 +10,24 @@ from wan_layers import attention_flops, layer_flops
 
 # Machines for the what-ifs. 'published' figures are NVIDIA's (README.md, Sources); the rest
 # are measured here (the 'smp' link and CPU copy are this machine's fit) or assumed.
-def scenarios(fit_link, fit_copy, cpu_gflops, gpu_launch=5e-6):
+def scenarios(fit_link, fit_copy, cpu_gflops, gpu_launch=5e-6, fit_datatype=None):
     ib = Link("InfiniBand NDR (published 400 Gb/s; ~1 us assumed)", 1.0e-6, 50e9)
     nvl = Link("NVLink 4 (published 900 GB/s bidirectional; 2 us assumed)", 2.0e-6, 450e9)
     # assumed: a GPU pack / unpack / fill kernel at half of H200's published 4.8 TB/s HBM, the
     # runs copied in parallel (no per-run cost), ~5 us per kernel launch ('launch', per face)
     gpu_copy = Copy(0.0, 2.4e12)
     return {
-        "cpu-1core-per-rank": dict(intra=fit_link, inter=ib, copy=fit_copy, flops=cpu_gflops * 1e9, per_node=8,
+        "cpu-1core-per-rank": dict(intra=fit_link, inter=ib, copy=fit_copy, datatype=fit_datatype,
+                                   flops=cpu_gflops * 1e9, per_node=8,
                                    nic_shared=True, launch=0.0,
                                    note=f"one core per rank at {cpu_gflops:g} GFLOP/s (measured here, RESULTS.md); "
                                         "8 ranks per node over shared memory (fitted here), nodes over one NDR "
                                         "port shared by the node's ranks"),
-        "gpu-50TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=50e12, per_node=8, nic_shared=False,
+        "gpu-50TF": dict(intra=nvl, inter=ib, copy=gpu_copy, datatype=None, flops=50e12, per_node=8, nic_shared=False,
                          launch=gpu_launch,
                          note="8 GPUs per node on NVLink 4, one NDR port per GPU (DGX/HGX H100 layout), "
                               "GPU-aware MPI, 50 TFLOP/s fp32 implicit GEMM (assumed)"),
-        "gpu-200TF": dict(intra=nvl, inter=ib, copy=gpu_copy, flops=200e12, per_node=8, nic_shared=False,
+        "gpu-200TF": dict(intra=nvl, inter=ib, copy=gpu_copy, datatype=None, flops=200e12, per_node=8, nic_shared=False,
                           launch=gpu_launch, note="as gpu-50TF at 200 TFLOP/s (tensor-core class, assumed)"),
     }
 
@@ -54,19 +55,23 @@ def node_block(pr, pc, per_node):
 def phase_time(m, layout, C, D, rows, cols, along, P_along, block_along, launch):
     """The slowest rank's time in one phase: an inner rank (2 neighbours), one of them off
     the node when the node's block does not hold the whole dimension. The two neighbours'
-    messages fly at once, each over its own link; the rank's copies (pack, unpack, fill) add."""
+    messages fly at once, each over its own link; the rank's copies (pack, unpack, fill) add.
+    A face the plan sends as a derived datatype (host memory only: m["datatype"] set) pays
+    MPI's copies of its runs (m["datatype"]) on top of the link's latency and, off the node,
+    its transfer."""
     if P_along == 1:  # both sides open: the fill only
         w = phase_work(layout, C, D, rows, cols, along, 0)
         return m["copy"].time(w["copy_runs"], w["copy_bytes"]) + (launch if w["copy_bytes"] else 0)
     k = 2 if P_along > 2 else 1
-    w = phase_work(layout, C, D, rows, cols, along, k)
+    w = phase_work(layout, C, D, rows, cols, along, k, datatypes=m.get("datatype") is not None)
     msgs, b = w["messages"] / k, w["bytes"] / k  # per neighbour
-    t_intra = m["intra"].time(msgs, b)
+    t_dt = m["datatype"].time(w["datatype_runs"] / k, b) if w["transport"] == "datatype" else 0.0
+    t_intra = msgs * m["intra"].alpha + t_dt if t_dt else m["intra"].time(msgs, b)
     if block_along < P_along:
         beta = m["inter"].beta
         if m["nic_shared"]:  # the ranks on both edges of the node's block share its port
             beta /= 2 * (m["per_node"] // block_along)
-        t_inter = msgs * m["inter"].alpha + b / beta
+        t_inter = msgs * m["inter"].alpha + b / beta + t_dt
         if m["intra"].name.startswith("smp"):  # shared memory: the receiving CPU copies
             t_net = max(t_inter, t_intra * (k - 1))
         else:
