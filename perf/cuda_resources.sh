@@ -31,8 +31,9 @@ wrapper=$kokkos/bin/nvcc_wrapper
 [[ -x "$wrapper" ]] || { echo "error: no $wrapper: is $kokkos a CUDA-enabled Kokkos?" >&2; exit 2; }
 
 # The targets that instantiate every kernel: the library (decoder stage: conv, pointwise, halo)
-# and the tests of the block kernels, the halo, the conv, the pointwise layers and the stage.
-targets=(khalo test_block test_halo test_conv test_pointwise test_decoder)
+# and the tests of the block kernels, the halo, the conv, the pointwise layers, the stage and the
+# attention kernels.
+targets=(khalo test_block test_halo test_conv test_pointwise test_decoder test_attention_kernel)
 if [[ "${KHALO_CUDA_REPORT_ONLY:-0}" != 1 ]]; then
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKokkos_ROOT="$kokkos" \
   -DCMAKE_CXX_COMPILER="$wrapper" -DCMAKE_CXX_FLAGS="-Xptxas=-v" \

@@ -8,6 +8,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace khalo::nn::detail {
@@ -69,10 +70,12 @@ void attention_panels(const Exec& exec, const AttentionShape& s, const float* re
 }
 
 /// acc = softmax(q k^T / sqrt(C)) v for this rank's queries \p qd (F, Pq, Cp), over the
-/// panels of attention_panels(); \p accd (F, Pq, Cp).
+/// panels of attention_panels(); \p accd (F, Pq, Cp). One work item per query block, its
+/// scores in a register and stack tile: the host's kernel (on a GPU a thread would hold 254
+/// registers and a 16 KiB stack frame, and a frame has a few hundred query blocks).
 template <class Exec>
-void attention_softmax(const Exec& exec, const AttentionShape& s, const float* qd, const float* keys_t,
-                       const float* values, float* accd) {
+void attention_softmax_tiles(const Exec& exec, const AttentionShape& s, const float* qd, const float* keys_t,
+                             const float* values, float* accd) {
   const std::int64_t F = s.F, P = s.P, G = s.G, Cp = s.Cp, Pq = s.Pq, Gk = s.Gk;
   const int C = s.C;
   const float scale = 1.0f / khalo::detail::sqrt(static_cast<float>(C));
@@ -147,6 +150,124 @@ void attention_softmax(const Exec& exec, const AttentionShape& s, const float* q
         for (int r = 0; r < live; ++r)
           for (std::int64_t c = 0; c < Cp; ++c) ab[r * Cp + c] /= sum[r];
       });
+}
+
+/// attention_softmax_tiles' arithmetic as a team kernel: one team per query block, the block's
+/// scores, running maxima, sums and rescale factors in team scratch, the threads over (key, row
+/// chunk) for the scores, over rows for the softmax and over (channel, row chunk) for the
+/// weighted sum. Each score, maximum, sum and output element is still made by one thread in the
+/// same order as the tile kernel (channels in order, keys in order), so both give the same bits
+/// and the result stays independent of the rank count. A functor: see the note above RunPieces
+/// in khalo/detail/block.hpp.
+template <class Exec>
+struct AttentionTeamKernel {
+  using Member = typename Kokkos::TeamPolicy<Exec>::member_type;
+  AttentionShape s;
+  const float* qd;
+  const float* keys_t;
+  const float* values;
+  float* accd;
+  float scale;
+  std::int64_t blocks;
+
+  /// Team scratch: the scores (kQueryBlock x kKeyBlock), then maxima, sums and factors.
+  static constexpr std::size_t scratch_floats = kQueryBlock * kKeyBlock + 3 * kQueryBlock;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    const std::int64_t item = team.league_rank();
+    const std::int64_t f = item / blocks, q0 = (item % blocks) * kQueryBlock;
+    const std::int64_t Cp = s.Cp, G = s.G;
+    const int C = s.C;
+    const float* qb = qd + (f * s.Pq + q0) * Cp;
+    float* ab = accd + (f * s.Pq + q0) * Cp;
+    const float* kf = keys_t + f * C * s.Gk;
+    const float* vf = values + f * G * Cp;
+    const std::int64_t left = s.P - q0;
+    const int live = left >= kQueryBlock ? kQueryBlock : static_cast<int>((left + kRows - 1) / kRows * kRows);
+    const int chunks = live / kRows;
+    auto* sc = static_cast<float*>(team.team_scratch(0).get_shmem(scratch_floats * sizeof(float)));
+    float* mx = sc + kQueryBlock * kKeyBlock;
+    float* sum = mx + kQueryBlock;
+    float* alpha = sum + kQueryBlock;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, live), [&](const int r) {
+      mx[r] = -3.0e38f;
+      sum[r] = 0.0f;
+    });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<std::int64_t>(live) * Cp),
+                         [&](const std::int64_t i) { ab[i] = 0.0f; });
+    team.team_barrier();
+    for (std::int64_t j0 = 0; j0 < G; j0 += kKeyBlock) {
+      const int kb = static_cast<int>(G - j0 < kKeyBlock ? G - j0 : kKeyBlock);
+      // Scores: a thread per (key, chunk of kRows queries), channels in order.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kb * chunks), [&](const int i) {
+        const int j = i % kb, r0 = i / kb * kRows;
+        const float* k = kf + (j0 + j) / kLanes * C * kLanes + (j0 + j) % kLanes;
+        float a[kRows] = {};
+        for (int c = 0; c < C; ++c) {
+          const float kv = k[c * kLanes];
+          for (int r = 0; r < kRows; ++r) a[r] += qb[(r0 + r) * Cp + c] * kv;
+        }
+        for (int r = 0; r < kRows; ++r) sc[(r0 + r) * kKeyBlock + j] = a[r] * scale;
+      });
+      team.team_barrier();
+      // Online softmax: a thread per query, keys in order.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, live), [&](const int r) {
+        float* row = sc + r * kKeyBlock;
+        float top = mx[r];
+        for (int j = 0; j < kb; ++j) top = row[j] > top ? row[j] : top;
+        alpha[r] = khalo::detail::exp(mx[r] - top);
+        float block_sum = 0.0f;
+        for (int j = 0; j < kb; ++j) {
+          const float p = khalo::detail::exp(row[j] - top);
+          row[j] = p;
+          block_sum += p;
+        }
+        sum[r] = sum[r] * alpha[r] + block_sum;
+        mx[r] = top;
+      });
+      team.team_barrier();
+      // Weighted values: a thread per (channel, chunk of kRows queries), keys in order.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Cp * chunks), [&](const std::int64_t i) {
+        const std::int64_t c = i % Cp;
+        const int r0 = static_cast<int>(i / Cp) * kRows;
+        const float* v = vf + (c / kLanes) * G * kLanes + c % kLanes;
+        float a[kRows];
+        for (int r = 0; r < kRows; ++r) a[r] = ab[(r0 + r) * Cp + c] * alpha[r0 + r];
+        for (int j = 0; j < kb; ++j) {
+          const float vv = v[(j0 + j) * kLanes];
+          for (int r = 0; r < kRows; ++r) a[r] += sc[(r0 + r) * kKeyBlock + j] * vv;
+        }
+        for (int r = 0; r < kRows; ++r) ab[(r0 + r) * Cp + c] = a[r];
+      });
+      team.team_barrier();
+    }
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, static_cast<std::int64_t>(live) * Cp),
+                         [&](const std::int64_t i) { ab[i] /= sum[i / Cp]; });
+  }
+};
+
+/// attention_softmax_tiles' result by AttentionTeamKernel (see there).
+template <class Exec>
+void attention_softmax_team(const Exec& exec, const AttentionShape& s, const float* qd, const float* keys_t,
+                            const float* values, float* accd) {
+  using Kernel = AttentionTeamKernel<Exec>;
+  const std::int64_t blocks = s.Pq / kQueryBlock;
+  const Kernel kernel{s, qd, keys_t, values, accd, 1.0f / khalo::detail::sqrt(static_cast<float>(s.C)), blocks};
+  Kokkos::TeamPolicy<Exec> policy(exec, static_cast<int>(s.F * blocks), Kokkos::AUTO);
+  policy.set_scratch_size(0, Kokkos::PerTeam(Kernel::scratch_floats * sizeof(float)));
+  Kokkos::parallel_for("khalo::attention::softmax_team", policy, kernel);
+}
+
+/// acc = softmax(q k^T / sqrt(C)) v (see attention_softmax_tiles): the tile kernel where the
+/// memory is the host's, the team kernel on a device. Both give the same bits.
+template <class Exec>
+void attention_softmax(const Exec& exec, const AttentionShape& s, const float* qd, const float* keys_t,
+                       const float* values, float* accd) {
+  if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible) {
+    attention_softmax_tiles(exec, s, qd, keys_t, values, accd);
+  } else {
+    attention_softmax_team(exec, s, qd, keys_t, values, accd);
+  }
 }
 
 }  // namespace khalo::nn::detail
