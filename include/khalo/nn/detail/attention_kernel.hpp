@@ -69,6 +69,23 @@ void attention_panels(const Exec& exec, const AttentionShape& s, const float* re
       });
 }
 
+/// One query's online softmax over one key block: its \p kb scores become exp(score - max),
+/// the running maximum \p mx and sum \p sum take the block in, and \p alpha is the factor that
+/// rescales what was accumulated before it. Keys in order, so that every kernel gets the same bits.
+KOKKOS_INLINE_FUNCTION void softmax_block(float* score, int kb, float& mx, float& sum, float& alpha) {
+  float top = mx;
+  for (int j = 0; j < kb; ++j) top = score[j] > top ? score[j] : top;
+  alpha = khalo::detail::exp(mx - top);
+  float block_sum = 0.0f;
+  for (int j = 0; j < kb; ++j) {
+    const float p = khalo::detail::exp(score[j] - top);
+    score[j] = p;
+    block_sum += p;
+  }
+  sum = sum * alpha + block_sum;
+  mx = top;
+}
+
 /// acc = softmax(q k^T / sqrt(C)) v for this rank's queries \p qd (F, Pq, Cp), over the
 /// panels of attention_panels(); \p accd (F, Pq, Cp). One work item per query block, its
 /// scores in a register and stack tile: the host's kernel (on a GPU a thread would hold 254
@@ -116,19 +133,7 @@ void attention_softmax_tiles(const Exec& exec, const AttentionShape& s, const fl
             }
           }
           // Online softmax: the running maximum and sum, updated once per key block.
-          for (int r = 0; r < live; ++r) {
-            float top = mx[r];
-            for (int j = 0; j < kb; ++j) top = s[r][j] > top ? s[r][j] : top;
-            alpha[r] = khalo::detail::exp(mx[r] - top);
-            float block_sum = 0.0f;
-            for (int j = 0; j < kb; ++j) {
-              const float p = khalo::detail::exp(s[r][j] - top);
-              s[r][j] = p;
-              block_sum += p;
-            }
-            sum[r] = sum[r] * alpha[r] + block_sum;
-            mx[r] = top;
-          }
+          for (int r = 0; r < live; ++r) softmax_block(s[r], kb, mx[r], sum[r], alpha[r]);
           // Weighted values, keys in order.
           for (std::int64_t c0 = 0; c0 < Cp; c0 += kLanes) {
             for (int r0 = 0; r0 < live; r0 += kRows) {
@@ -211,20 +216,8 @@ struct AttentionTeamKernel {
       });
       team.team_barrier();
       // Online softmax: a thread per query, keys in order.
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, live), [&](const int r) {
-        float* row = sc + r * kKeyBlock;
-        float top = mx[r];
-        for (int j = 0; j < kb; ++j) top = row[j] > top ? row[j] : top;
-        alpha[r] = khalo::detail::exp(mx[r] - top);
-        float block_sum = 0.0f;
-        for (int j = 0; j < kb; ++j) {
-          const float p = khalo::detail::exp(row[j] - top);
-          row[j] = p;
-          block_sum += p;
-        }
-        sum[r] = sum[r] * alpha[r] + block_sum;
-        mx[r] = top;
-      });
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, live),
+                           [&](const int r) { softmax_block(sc + r * kKeyBlock, kb, mx[r], sum[r], alpha[r]); });
       team.team_barrier();
       // Weighted values: a thread per (channel, chunk of kRows queries), keys in order.
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Cp * chunks), [&](const std::int64_t i) {
