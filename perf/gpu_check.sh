@@ -35,6 +35,8 @@
 #                perf/bench_decoder on 1 and 2 ranks sharing the GPU: the Wan stage (C = 96, T = 4,
 #                W = 104), strong scaling over global H = 120 (60 rows per rank on 2: the per-rank
 #                band above), weak scaling at 60 rows per rank; the halo share of the stage
+#   attention    perf/bench_attention on 1 rank: the mid block's attention at the decoder's latent
+#                size (C 384, 60 x 104, one frame; its softmax is the team kernel on a device)
 #   halo_staged, halo_aware
 #                perf/bench_halo_device on 2 ranks, on device memory: KHALO_GPU_AWARE_MPI=0 (faces
 #                staged through host buffers) and =1 (device buffers handed to MPI; only when
@@ -43,7 +45,7 @@
 # bench_decoder's quick forms are in the perf label), perf (ctest -L perf, JUnit in
 # OUTDIR/perf-junit.xml), bench_conv (build/perf/bench_conv --quick), gpu-after (nvidia-smi once
 # more). Without a CUDA-enabled Kokkos (--no-gpu-check on a CPU machine) cudnn is skipped with a
-# note and the decoder and halo steps run their --quick forms on the host backend.
+# note and the decoder, attention and halo steps run their --quick forms on the host backend.
 #
 # Ranks share the GPU (Kokkos maps node-local ranks round-robin onto the visible devices).
 # KHALO_GPU_AWARE_MPI is exported as 1 only when OpenMPI's ompi_info reports CUDA support, else 0;
@@ -366,7 +368,7 @@ bench_decoder=$(exe perf/bench_decoder)
 decoder_args=(--channels 96 --frames 4 --height 120 --width 104 --rows-per-rank 60 --reps 5)
 if ((has_cuda == 0)); then
   decoder_args=(--quick)
-  notes+=("decoder_np1, decoder_np2, halo_staged, halo_aware: their --quick forms (no CUDA backend)")
+  notes+=("decoder_np1, decoder_np2, attention, halo_staged, halo_aware: their --quick forms (no CUDA backend)")
 fi
 for n in 1 2; do
   if [[ -n "$bench_decoder" ]]; then
@@ -376,6 +378,17 @@ for n in 1 2; do
     notrun_step "decoder_np$n" "$build_dir/perf/bench_decoder was not built"
   fi
 done
+
+# The mid block's attention at the decoder's latent size (C 384, 60 x 104, one frame): on a device
+# its softmax is the team kernel (perf/RESULTS.md, "GPU fitness"), never timed on a GPU before.
+bench_attention=$(exe perf/bench_attention)
+attention_args=(--channels 384 --height 60 --width 104 --frames 1 --reps 5)
+((has_cuda)) || attention_args=(--quick)
+if [[ -n "$bench_attention" ]]; then
+  run_step attention 90 "${mpirun[@]}" -np 1 "$bench_attention" "${attention_args[@]}" --json "$out/attention.json"
+else
+  notrun_step attention "$build_dir/perf/bench_attention was not built"
+fi
 
 bench_halo_device=$(exe perf/bench_halo_device)
 halo_args=()

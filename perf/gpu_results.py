@@ -2,7 +2,7 @@
 """Tables from one perf/gpu_check.sh run, to paste into perf/RESULTS.md.
 
 Reads what the run left in OUTDIR (env.txt, steps.tsv, summary.txt, bench_cudnn.json,
-decoder_np1.json, decoder_np2.json, halo_staged.json, halo_aware.json) and writes
+decoder_np1.json, decoder_np2.json, attention.json, halo_staged.json, halo_aware.json) and writes
 OUTDIR/results.md: the convolutions beside cuDNN, the decoder stage on 1 and 2 ranks with its
 halo share, the halo exchange on device memory, the suite's counts, and the targets (conv >=
 0.5x cuDNN, halo share of the stage < 5%) as this run measured them. Missing files give a line
@@ -129,6 +129,16 @@ def main():
                "the critical rank's time in Halo::start + HaloExchange::wait over the stage time.", ""]
         md += table(["layout", "scaling", "ranks", "shape", "backend", "stage ms", "GFLOP/s", "t(1)/t(P)",
                      "halo share", "halo ms", "halo ms with waiting"], rows) + [""]
+
+    # ---- Attention.
+    md += ["## Mid-block attention (`perf/bench_attention`, 1 rank)", ""]
+    att = load(out, "attention.json")
+    if not att:
+        md += ["Not measured: no attention.json.", ""]
+    else:
+        md += table(["C", "frame", "format", "ms", "GFLOP/s"],
+                    [[r["channels"], "%d x %d" % (r["height"], r["width"]), r["format"], ms(r["median_s"]),
+                      num(r["gflops"])] for r in att]) + [""]
 
     # ---- Halo exchange on device memory.
     md += ["## Halo exchange on device memory (`perf/bench_halo_device`, 2 ranks on one GPU)", ""]
