@@ -1,6 +1,7 @@
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/math.hpp>
 #include <khalo/detail/mpi_error.hpp>
+#include <khalo/detail/staging.hpp>
 #include <khalo/io/snapshot.hpp>
 #include <khalo/io/tensor_source.hpp>
 #include <khalo/nn/conv.hpp>
@@ -113,9 +114,9 @@ struct SpatialAttention::Impl {
   // channel; values (F, Cp / kLanes, G, kLanes), kLanes channels per panel, position by position.
   Buffer keys_t;
   Buffer values;
-  Kokkos::View<int*, Mem> band_of_row;                           // (H): the rank band holding a global row
-  Kokkos::View<std::int64_t*, Mem> band_first, band_len;         // per band: first row, rows
-  Kokkos::View<float*, Kokkos::HostSpace> send_host, recv_host;  // staging when MPI cannot read device memory
+  Kokkos::View<int*, Mem> band_of_row;                                     // (H): the rank band holding a global row
+  Kokkos::View<std::int64_t*, Mem> band_first, band_len;                   // per band: first row, rows
+  Kokkos::View<float*, khalo::detail::StagingSpace> send_host, recv_host;  // staging when MPI cannot read device memory
   bool stage = false;
   AttentionStats stats;
 };
@@ -210,8 +211,8 @@ SpatialAttention::SpatialAttention(const Decomposition& rows, const AttentionWei
     Kokkos::deep_copy(m.band_len, len_h);
     m.stage = !Kokkos::SpaceAccessibility<Kokkos::HostSpace, Mem>::accessible && !gpu_aware_mpi();
     if (m.stage) {
-      m.send_host = Kokkos::View<float*, Kokkos::HostSpace>("khalo::attention.send_host", m.send.extent(0));
-      m.recv_host = Kokkos::View<float*, Kokkos::HostSpace>("khalo::attention.recv_host", m.recv.extent(0));
+      m.send_host = decltype(m.send_host)("khalo::attention.send_host", m.send.extent(0));
+      m.recv_host = decltype(m.recv_host)("khalo::attention.recv_host", m.recv.extent(0));
     }
     error.clear();
   } catch (const std::exception& e) {

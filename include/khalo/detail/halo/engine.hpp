@@ -211,7 +211,8 @@ class HaloEngine {
       device = Device(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), bytes);
       ++stats_.allocations;
       if (options_.stage) {
-        host = Kokkos::create_mirror_view(device);
+        host = typename Buffers<MemSpace>::Host(
+            Kokkos::view_alloc(std::string(label) + "_host", Kokkos::WithoutInitializing), bytes);
         ++stats_.allocations;
       }
     };

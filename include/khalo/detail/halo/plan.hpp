@@ -11,6 +11,7 @@
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/halo/phases.hpp>
 #include <khalo/detail/halo/validate.hpp>
+#include <khalo/detail/staging.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -21,7 +22,7 @@ namespace khalo::detail {
 template <class MemSpace>
 struct Buffers {
   using Device = Kokkos::View<unsigned char*, MemSpace>;
-  using Host = typename Device::HostMirror;
+  using Host = Kokkos::View<unsigned char*, StagingSpace>;
   Device send;
   Device recv;
   Host send_host;  // staging when MPI may not touch MemSpace
