@@ -72,12 +72,12 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     global[static_cast<std::size_t>(c.split[g])] *= grid.dims()[g];
   }
   const khalo::Decomposition dec(grid, global, c.split);
-  const Geometry geo = geometry(dec, c);
   khalo::HaloSpec spec(1, c.boundary);
   spec.set_transport(opt.transport).set_in_place_min_run_bytes(opt.in_place_min_run_bytes);
   // Nothing writes the ghost layers between exchanges here: open sides need zeroing once
   // (raw_mpi never zeroes them), unless --fill-every-exchange.
   spec.set_zero_fill_once(!opt.fill_every_exchange);
+  const Geometry geo = geometry(dec, spec, c);
   MPI_Comm comm;
   BENCH_MPI(MPI_Comm_dup(world, &comm));
 

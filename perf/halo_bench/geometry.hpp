@@ -1,12 +1,15 @@
 #pragma once
-// The geometry every scheme shares: per split dimension (a phase, in order), the
-// neighbours, the face shape, and where the faces and ghosts lie; and a phase's
-// messages, which every scheme but the Sendrecv form of raw_mpi posts alike.
+// The geometry every scheme shares: per split dimension (a phase, in khalo's phase
+// order, so that every scheme moves the same bytes), the neighbours, the face shape,
+// and where the faces and ghosts lie; and a phase's messages, which every scheme but
+// the Sendrecv form of raw_mpi posts alike.
 
 #include "arrays.hpp"
 #include "cases.hpp"
 
 #include <khalo/decomposition.hpp>
+#include <khalo/detail/halo/phases.hpp>
+#include <khalo/halo_spec.hpp>
 
 #include <mpi.h>
 
@@ -44,21 +47,22 @@ struct Geometry {
   int self_messages = 0;
 };
 
-inline Geometry geometry(const khalo::Decomposition& dec, const Case& c) {
+inline Geometry geometry(const khalo::Decomposition& dec, const khalo::HaloSpec& spec, const Case& c) {
   Geometry g;
   g.padded = c.local;
   for (int d : c.split) g.padded[static_cast<std::size_t>(d)] += 2;
   Ext cur = c.local;
-  for (std::size_t p = 0; p < c.split.size(); ++p) {
+  const std::vector<int> order = khalo::detail::phase_order(dec, spec);
+  for (std::size_t p = 0; p < order.size(); ++p) {
     PhaseGeom ph;
-    ph.dim = c.split[p];
+    ph.dim = order[p];
     const bool wrap = c.boundary == khalo::Boundary::periodic;
     ph.low = dec.neighbor(ph.dim, khalo::Side::low, wrap);
     ph.high = dec.neighbor(ph.dim, khalo::Side::high, wrap);
     ph.face = g.padded;
     ph.inner_lo = Ext(g.padded.size(), 0);
-    for (std::size_t q = p + 1; q < c.split.size(); ++q) {  // later dims: owned layers only
-      const auto e = static_cast<std::size_t>(c.split[q]);
+    for (std::size_t q = p + 1; q < order.size(); ++q) {  // later dims: owned layers only
+      const auto e = static_cast<std::size_t>(order[q]);
       ph.face[e] -= 2;
       ph.inner_lo[e] = 1;
     }

@@ -149,6 +149,36 @@ TEST(HaloLifetime, MovedOrDestroyedWhileInFlight) {
   EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "destroyed while in flight"), 0);
 }
 
+// A periodic dimension that one rank spans has its phase first (phase_order), so the faces
+// that go through MPI span its ghost layers. Edges and corners must still hold what the
+// dimension-ordered oracle says, beside every boundary policy of the split dimension, with the
+// one-rank dimension listed before or after it; a one-rank dimension with any other policy
+// keeps its place (a zero fill first would differ from the oracle beside Boundary::none).
+TEST(HaloMixed, OneRankDimensionBesideEveryBoundary) {
+  const int p = world_size();
+  const std::vector<Boundary> all = {Boundary::zero, Boundary::replicate, Boundary::reflect, Boundary::periodic,
+                                     Boundary::none};
+  for (Boundary split_b : all) {
+    for (Boundary one_b : all) {
+      for (bool one_first : {false, true}) {
+        // Array dimension 0 split over the p ranks, dimension 1 over one.
+        const ProcessGrid grid(MPI_COMM_WORLD, one_first ? std::vector<int>{1, p} : std::vector<int>{p, 1});
+        const Decomposition dec(grid, {2 * p + 1, 4, 3}, one_first ? std::vector<int>{1, 0} : std::vector<int>{0, 1});
+        HaloSpec spec;
+        spec.set(0, 1, 1, split_b);
+        spec.set(1, 2, 1, one_b);
+        auto v = khalo::test::RightCase::make<float***>("v", khalo::test::local_extents(dec, spec));
+        khalo::test::fill_owned(v, dec, spec);
+        khalo::Halo<Exec> halo(dec, spec, v);
+        halo.exchange(Exec(), v);
+        const std::string what = std::string("split ") + khalo::to_string(split_b) + ", one rank " +
+                                 khalo::to_string(one_b) + (one_first ? ", one-rank dimension first" : "");
+        EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
+      }
+    }
+  }
+}
+
 TYPED_TEST(HaloLayouts, Rank2) {
   run_rank<typename TypeParam::layout_case, typename TypeParam::value_type, 2>({{0}, {1}, {0, 1}});
 }

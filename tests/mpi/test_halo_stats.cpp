@@ -230,6 +230,7 @@ TEST(HaloStats, HandleIsMoveOnlyAndOneAtATime) {
 
 // A periodic dimension that one rank spans wraps in memory: the right values, and no
 // message, byte or buffer for it (rows split over the ranks as usual, W periodic on one).
+// Its phase runs first, so a row face spans W's ghost columns (phase_order).
 TEST(HaloStats, PeriodicOnOneRankCopiesWithoutMPI) {
   const std::int64_t C = 3, D = 2, W = 7;
   const khalo::ProcessGrid grid(MPI_COMM_WORLD, {world_size(), 1});
@@ -242,7 +243,7 @@ TEST(HaloStats, PeriodicOnOneRankCopiesWithoutMPI) {
   for (int i = 0; i < 3; ++i) halo.exchange(Exec(), v);
   EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "channels_last_3d"), 0);
   const int n = neighbours(dec, 3);
-  const std::int64_t row_face = C * D * W * static_cast<std::int64_t>(sizeof(float));  // W ghosts come after
+  const std::int64_t row_face = C * D * (W + 2 + 1) * static_cast<std::int64_t>(sizeof(float));
   const auto& s = halo.stats();
   EXPECT_EQ(s.messages, 3 * n);
   EXPECT_EQ(s.bytes_sent, 3 * n * row_face);

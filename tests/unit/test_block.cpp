@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -138,25 +139,41 @@ TEST(Block, LongRunsSplitIntoSeveralWorkItemsStayWhole) {
   }
 }
 
-TEST(Block, ShiftCopyMovesTheBlockAlongOneDimension) {
+// Several copies of equally shaped layers go in one kernel: a periodic wrap (layer 1 onto the
+// last, the last but one onto layer 0) or layer 0 replicated onto up to five layers (more than
+// one ShiftCopies holds, so two entries).
+TEST(Block, ShiftCopiesMoveLayersAlongOneDimensionTogether) {
+  using khalo::detail::ShiftCopies;
   std::mt19937 rng(7);
-  for (int trial = 0; trial < 200; ++trial) {
+  for (int trial = 0; trial < 300; ++trial) {
     Array a = random_array(rng, 6);
     const std::size_t d = static_cast<std::size_t>(trial) % a.extents.size();
-    if (a.extents[d] < 2) continue;
+    const std::int64_t n = a.extents[d];
+    if (n < 4) continue;
     Block b = random_block(rng, a);
-    b.lo[d] = 0;
     b.extent[d] = 1;
-    const std::int64_t to = a.extents[d] - 1;  // the source layer 0 lands on the last layer
+    std::vector<std::pair<std::int64_t, std::int64_t>> moves;  // (source layer, destination layer)
+    if (trial % 2 == 0) {
+      moves = {{1, n - 1}, {n - 2, 0}};
+    } else {
+      for (std::int64_t k = 1; k < n && k <= 5; ++k) moves.emplace_back(0, k);
+    }
     const auto data = iota_data(a.span);
     auto want = data;
-    for (auto o : reference_offsets(a, b)) {
-      want[static_cast<std::size_t>(o + to * a.strides[d])] = data[static_cast<std::size_t>(o)];
+    std::vector<ShiftCopies> copies;
+    for (const auto& [src, dst] : moves) {
+      b.lo[d] = src;
+      const std::int64_t shift = (dst - src) * a.strides[d];
+      for (auto o : reference_offsets(a, b)) {
+        want[static_cast<std::size_t>(o + shift)] = data[static_cast<std::size_t>(o)];
+      }
+      khalo::detail::add_shift_copy(copies, khalo::detail::make_walk(a.strides, a.order, b), shift);
     }
+    const std::size_t kernels = (moves.size() + khalo::detail::kMaxShifts - 1) / khalo::detail::kMaxShifts;
+    ASSERT_EQ(copies.size(), kernels) << "trial " << trial;
     for (auto schedule : kSchedules) {
       auto out = data;
-      khalo::detail::shift_copy_block(Exec(), out.data(), khalo::detail::make_walk(a.strides, a.order, b),
-                                      to * a.strides[d], schedule);
+      for (const auto& c : copies) khalo::detail::shift_copy_blocks(Exec(), out.data(), c, schedule);
       Exec().fence();
       ASSERT_EQ(out, want) << "trial " << trial;
     }

@@ -276,15 +276,59 @@ struct ZeroPiece {
   }
 };
 
-/// data[a + j * s + shift ...] = data[a + j * s ...]: one piece of a shifted copy.
+/// Copies inside one array whose source blocks share one walk's shape (extents and strides):
+/// copy c moves the block at `walk.base + from[c]` onto the block `shift[c]` elements further
+/// on. One kernel does them all, each element's copies together: the periodic wrap of a
+/// dimension whose runs are 1 element long (a LayoutRight grid's fastest dimension) reads and
+/// writes both ends of every line, and together they touch each cache line once, not twice.
+/// Contract: no copy's destination overlaps any copy's source.
+inline constexpr int kMaxShifts = 4;
+struct ShiftCopies {
+  BlockWalk walk;
+  Kokkos::Array<std::int64_t, kMaxShifts> from{};
+  Kokkos::Array<std::int64_t, kMaxShifts> shift{};
+  int count = 0;
+};
+
+/// Adds the copy of block \p w onto the block \p shift elements further on to \p copies: to
+/// the last entry when it has room and the same shape, else as a new entry.
+inline void add_shift_copy(std::vector<ShiftCopies>& copies, const BlockWalk& w, std::int64_t shift) {
+  auto same_shape = [&](const BlockWalk& v) {
+    if (v.ndims != w.ndims || v.count != w.count) return false;
+    for (int k = 0; k < w.ndims; ++k) {
+      if (v.extent[k] != w.extent[k] || v.stride[k] != w.stride[k]) return false;
+    }
+    return true;
+  };
+  if (copies.empty() || copies.back().count == kMaxShifts || !same_shape(copies.back().walk)) {
+    copies.emplace_back();
+    copies.back().walk = w;
+  }
+  ShiftCopies& c = copies.back();
+  c.from[c.count] = w.base - c.walk.base;
+  c.shift[c.count] = shift;
+  ++c.count;
+}
+
+/// One piece of a ShiftCopies: unit-stride runs copy after one another (each loop vectorizes
+/// and the runs' cache lines are whole); strided ones element by element, all copies of an
+/// element together.
 template <class T>
 struct ShiftPiece {
   T* data;
-  std::int64_t s, shift;
+  std::int64_t s;
+  Kokkos::Array<std::int64_t, kMaxShifts> from, shift;
+  int count;
   KOKKOS_INLINE_FUNCTION void operator()(std::int64_t, std::int64_t a, std::int64_t, std::int64_t j,
                                          std::int64_t n) const {
     T* d = data + a + j * s;
-    copy_run(d + shift, s, static_cast<const T*>(d), s, n);
+    if (s == 1) {
+      for (int c = 0; c < count; ++c) copy_run(d + from[c] + shift[c], 1, static_cast<const T*>(d + from[c]), 1, n);
+      return;
+    }
+    for (std::int64_t k = 0; k < n; ++k) {
+      for (int c = 0; c < count; ++c) d[from[c] + k * s + shift[c]] = d[from[c] + k * s];
+    }
   }
 };
 
@@ -316,11 +360,12 @@ void zero_block(const Exec& exec, T* data, const BlockWalk& w, PieceSchedule sch
   for_each_piece("khalo::zero", exec, w, w, schedule, ZeroPiece<T>{data, w.run_stride()});
 }
 
-/// Copies a block onto the block \p shift elements further on in the same array.
+/// Makes the copies of \p c (see ShiftCopies) in one kernel.
 template <class Exec, class T>
-void shift_copy_block(const Exec& exec, T* data, const BlockWalk& w, std::int64_t shift,
-                      PieceSchedule schedule = PieceSchedule::automatic) {
-  for_each_piece("khalo::copy", exec, w, w, schedule, ShiftPiece<T>{data, w.run_stride(), shift});
+void shift_copy_blocks(const Exec& exec, T* data, const ShiftCopies& c,
+                       PieceSchedule schedule = PieceSchedule::automatic) {
+  for_each_piece("khalo::copy", exec, c.walk, c.walk, schedule,
+                 ShiftPiece<T>{data, c.walk.run_stride(), c.from, c.shift, c.count});
 }
 
 }  // namespace khalo::detail

@@ -281,7 +281,7 @@ class HaloEngine {
         if (!zero_fills_) continue;
         k.zero(exec, field_bytes(fill.field), fill.ghost);
       } else {
-        for (const auto& [walk, shift] : fill.copies) k.shift_copy(exec, field_bytes(fill.field), walk, shift);
+        for (const auto& c : fill.copies) k.shift_copy(exec, field_bytes(fill.field), c);
       }
       ++stats_.fills;
     }

@@ -25,7 +25,7 @@ struct FieldKernels {
   virtual void pack(const Exec& exec, const void* data, const BlockWalk& w, void* buf) const = 0;
   virtual void unpack(const Exec& exec, void* data, const BlockWalk& w, const void* buf) const = 0;
   virtual void zero(const Exec& exec, void* data, const BlockWalk& w) const = 0;
-  virtual void shift_copy(const Exec& exec, void* data, const BlockWalk& w, std::int64_t shift) const = 0;
+  virtual void shift_copy(const Exec& exec, void* data, const ShiftCopies& c) const = 0;
 };
 
 template <class Exec, class T>
@@ -39,8 +39,8 @@ struct TypedKernels final : FieldKernels<Exec> {
   void zero(const Exec& exec, void* data, const BlockWalk& w) const override {
     zero_block(exec, static_cast<T*>(data), w);
   }
-  void shift_copy(const Exec& exec, void* data, const BlockWalk& w, std::int64_t shift) const override {
-    shift_copy_block(exec, static_cast<T*>(data), w, shift);
+  void shift_copy(const Exec& exec, void* data, const ShiftCopies& c) const override {
+    shift_copy_blocks(exec, static_cast<T*>(data), c);
   }
 };
 

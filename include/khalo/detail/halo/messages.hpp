@@ -54,8 +54,8 @@ struct Message {
 struct Fill {
   int field = 0;
   Boundary boundary = Boundary::zero;
-  BlockWalk ghost;                                         // zero: the whole ghost block
-  std::vector<std::pair<BlockWalk, std::int64_t>> copies;  // otherwise: source layers and shift
+  BlockWalk ghost;                  // zero: the whole ghost block
+  std::vector<ShiftCopies> copies;  // otherwise: owned source layers onto the ghost layers
 };
 
 struct Phase {

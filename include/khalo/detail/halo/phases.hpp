@@ -24,9 +24,33 @@ namespace khalo::detail {
 
 inline std::size_t align_up(std::size_t n, std::size_t a) { return a == 0 ? n : (n + a - 1) / a * a; }
 
+/// The split dimensions in the order their phases run: the periodic ones that one rank spans
+/// first (their phases are copies in memory), then the others, each group in split_dims()
+/// order; the same on every rank. A later phase's blocks span the ghost layers of the earlier
+/// ones, so a face that goes through MPI covers whole lines of those dimensions: a 128^3 grid
+/// in LayoutRight split along its slowest dimension (process grid 2x1x1, periodic) sends one
+/// contiguous plane in place instead of 128 runs of 128 elements to pack. Edges and corners
+/// hold the same values in either order, because a periodic copy commutes with every boundary
+/// policy. Open sides of one-rank dimensions stay in place: a zero fill does not commute with
+/// Boundary::none (untouched).
+inline std::vector<int> phase_order(const Decomposition& dec, const HaloSpec& spec) {
+  auto local = [&](int d) {
+    const int parts = dec.grid().dims()[static_cast<std::size_t>(dec.grid_dim_of(d))];
+    return parts == 1 && rule_of(spec.of(d).boundary).wraps;
+  };
+  std::vector<int> order;
+  for (int d : dec.split_dims()) {
+    if (local(d)) order.push_back(d);
+  }
+  for (int d : dec.split_dims()) {
+    if (!local(d)) order.push_back(d);
+  }
+  return order;
+}
+
 /// Builds the messages and fills of every phase for one set of shapes.
-/// Phases run over the split dimensions in order; a phase's blocks span the
-/// ghost layers of the dimensions exchanged before it, which is what fills
+/// Phases run over the split dimensions in phase_order(); a phase's blocks span
+/// the ghost layers of the dimensions exchanged before it, which is what fills
 /// edges and corners. Local: what only this rank can see wrong (a message too
 /// large for MPI's int count) goes to \p error, for the caller to make
 /// collective before anyone throws.
@@ -34,7 +58,7 @@ template <class Exec>
 std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
                                 const std::vector<FieldType<Exec>>& types, const std::vector<FieldShape>& shapes,
                                 std::string& error) {
-  const auto& split = dec.split_dims();
+  const std::vector<int> split = phase_order(dec, spec);
   std::vector<Phase> phases(split.size());
   for (std::size_t p = 0; p < split.size(); ++p) {
     const int d = split[p];
@@ -97,8 +121,8 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
         auto walk = [&](std::int64_t begin, std::int64_t count) {
           return make_walk(shapes[f].strides, shapes[f].order, block_of(f, begin, count));
         };
-        if (h.low > 0) fill.copies.emplace_back(walk(owned, h.low), -owned * stride);   // last owned -> low ghost
-        if (h.high > 0) fill.copies.emplace_back(walk(h.low, h.high), owned * stride);  // first owned -> high ghost
+        if (h.low > 0) add_shift_copy(fill.copies, walk(owned, h.low), -owned * stride);   // last owned -> low ghost
+        if (h.high > 0) add_shift_copy(fill.copies, walk(h.low, h.high), owned * stride);  // first owned -> high
         ph.fills.push_back(std::move(fill));
       }
       continue;
@@ -129,8 +153,8 @@ std::vector<Phase> build_phases(const Decomposition& dec, const HaloSpec& spec,
           for (std::int64_t j = 1; j <= width; ++j) {
             const std::int64_t dst = low ? edge - j : edge + j;
             const std::int64_t src = low ? edge + rule.source_inward(j) : edge - rule.source_inward(j);
-            fill.copies.emplace_back(make_walk(shapes[f].strides, shapes[f].order, block_of(f, src, 1)),
-                                     (dst - src) * stride);
+            add_shift_copy(fill.copies, make_walk(shapes[f].strides, shapes[f].order, block_of(f, src, 1)),
+                           (dst - src) * stride);
           }
         }
         ph.fills.push_back(std::move(fill));
