@@ -11,6 +11,7 @@
 // tests' oracle (halo_bench/check.hpp); a wrong halo fails the run (exit 1).
 //   mpirun -np 2 bench_halo [--quick] [--only wan|hpc] [--case TEXT] [--reps R]
 //                           [--warmup W] [--budget S] [--fresh-alloc] [--raw-sendrecv] [--fill-every-exchange]
+//                           [--no-shared-memory]
 //                           [--transport automatic|pack|datatype] [--in-place-min BYTES] [--json FILE]
 #include "halo_bench/cases.hpp"
 #include "halo_bench/check.hpp"
@@ -73,7 +74,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   }
   const khalo::Decomposition dec(grid, global, c.split);
   khalo::HaloSpec spec(1, c.boundary);
-  spec.set_transport(opt.transport).set_in_place_min_run_bytes(opt.in_place_min_run_bytes);
+  spec.set_transport(opt.transport)
+      .set_in_place_min_run_bytes(opt.in_place_min_run_bytes)
+      .set_shared_memory(opt.shared_memory);
   // Nothing writes the ghost layers between exchanges here: open sides need zeroing once
   // (raw_mpi never zeroes them), unless --fill-every-exchange.
   spec.set_zero_fill_once(!opt.fill_every_exchange);
@@ -184,7 +187,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     start_spreads.push_back(khalo_perf::spread_of(khalo_perf::max_over_ranks(st.t_start, comm)));
   }
   // Per-rank counters (per exchange) for the table of open sides.
-  constexpr std::size_t kCounters = 10;
+  constexpr std::size_t kCounters = 12;
   std::int64_t mine[kCounters] = {geo.phases[0].low != MPI_PROC_NULL,
                                   geo.phases[0].high != MPI_PROC_NULL,
                                   one.messages,
@@ -194,7 +197,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                                   timed.allocations,
                                   alloc_before,
                                   one.datatype_sends,
-                                  one.datatype_recvs};
+                                  one.datatype_recvs,
+                                  one.shared_sends,
+                                  one.shared_recvs};
   std::vector<std::int64_t> all(kCounters * static_cast<std::size_t>(nranks));
   BENCH_MPI(MPI_Gather(mine, kCounters, MPI_INT64_T, all.data(), kCounters, MPI_INT64_T, 0, comm));
   std::int64_t alloc_timed = timed.allocations;
@@ -236,7 +241,8 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"raw_sendrecv", opt.raw_sendrecv},
               {"transport", khalo::to_string(opt.transport)},
               {"fill_every_exchange", opt.fill_every_exchange},
-              {"in_place_min_run_bytes", opt.in_place_min_run_bytes}};
+              {"in_place_min_run_bytes", opt.in_place_min_run_bytes},
+              {"shared_memory", opt.shared_memory}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
     if (times[s].scheme == "khalo") {
       j["profile"] = {{"exchange_s", breakdown[0]}, {"pack_s", breakdown[1]},          {"unpack_s", breakdown[2]},
@@ -267,7 +273,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                             {"faces_packed", v[5]},
                             {"allocations_at_plan", v[7]},
                             {"datatype_sends", v[8]},
-                            {"datatype_recvs", v[9]}});
+                            {"datatype_recvs", v[9]},
+                            {"shared_sends", v[10]},
+                            {"shared_recvs", v[11]}});
       }
       j["stats_per_exchange"] = per_rank;
     }
@@ -283,11 +291,13 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       breakdown[5] * 1e3, breakdown[6] * 1e3, breakdown[0] * 1e3, start_spreads[1].median * 1e3, breakdown[7] * 1e3,
       breakdown[7] > 0 ? breakdown[1] / breakdown[7] : 0.0);
   std::printf(
-      "khalo's transport: %s, runs in place from %lld B; rank 0 per exchange: %lld messages, %lld sent and %lld "
-      "received through a derived datatype, %lld faces packed\n",
+      "khalo's transport: %s, runs in place from %lld B, node-shared memory %s; rank 0 per exchange: %lld "
+      "messages, %lld sent and %lld received through a derived datatype, %lld faces packed, %lld sent and %lld "
+      "received through node-shared memory\n",
       khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
-      static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
-      static_cast<long long>(all[5]));
+      spec.shared_memory() ? "on" : "off", static_cast<long long>(all[2]), static_cast<long long>(all[8]),
+      static_cast<long long>(all[9]), static_cast<long long>(all[5]), static_cast<long long>(all[10]),
+      static_cast<long long>(all[11]));
   if (c.show_stats) {
     std::printf("khalo HaloStats per exchange (after %lld timed exchanges: %lld new allocations)\n",
                 static_cast<long long>(exchanges), static_cast<long long>(alloc_timed));
@@ -348,6 +358,9 @@ int main(int argc, char** argv) {
                                                            {"datatype", khalo::Transport::datatype}};
   app.add_option("--transport", opt.transport, "khalo's transport (HaloSpec::set_transport)")
       ->transform(CLI::CheckedTransformer(transports));
+  app.add_flag(
+      "--no-shared-memory", [&](std::int64_t) { opt.shared_memory = false; },
+      "khalo sends packed faces through MPI, not node-shared buffers (HaloSpec::set_shared_memory)");
   app.add_option("--in-place-min", opt.in_place_min_run_bytes,
                  "khalo sends runs of at least this many bytes in place (HaloSpec::set_in_place_min_run_bytes)")
       ->check(CLI::PositiveNumber);

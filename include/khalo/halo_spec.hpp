@@ -36,7 +36,8 @@ inline std::string to_string(Boundary b) {
 /// memory without GPU-aware MPI) always packs.
 enum class Transport {
   automatic,  ///< per side of each message, the cheaper of packing and a datatype by khalo's
-              ///< measured cost model; faces of long runs go in place, one message per run
+              ///< measured cost model (packing, toward a neighbour on the same node, where
+              ///< HaloSpec::shared_memory()); faces of long runs go in place, one message per run
   pack,       ///< always packed into the plan's buffer and unpacked from it (one message)
   datatype,   ///< where MPI may read the View (host memory), an MPI derived datatype over it
 };
@@ -107,6 +108,15 @@ class HaloSpec {
   }
   /// Runs of at least this many bytes go to MPI in place when a face is made of several.
   std::int64_t in_place_min_run_bytes() const { return in_place_min_run_bytes_; }
+  /// With \p on (the default), a packed face between two ranks of one node goes through a
+  /// node-shared buffer (POSIX shared memory) instead of an MPI message: the sender packs into
+  /// it and the receiver unpacks from it, one copy fewer (docs/halo.md §7). Off: MPI carries it.
+  HaloSpec& set_shared_memory(bool on = true) {
+    shared_memory_ = on;
+    return *this;
+  }
+  /// Whether packed faces between ranks of one node go through node-shared buffers.
+  bool shared_memory() const { return shared_memory_; }
 
  private:
   DimHalo default_;
@@ -114,6 +124,7 @@ class HaloSpec {
   bool zero_fill_once_ = false;
   Transport transport_ = Transport::automatic;
   std::int64_t in_place_min_run_bytes_ = kDefaultInPlaceMinRunBytes;
+  bool shared_memory_ = true;
 };
 
 /// Counters of a halo plan, accumulated over its exchanges (docs/halo.md).
@@ -128,6 +139,8 @@ struct HaloStats {
   std::int64_t fills = 0;           ///< ghost blocks filled locally (zeroed or copied), per field
   std::int64_t datatype_sends = 0;  ///< of the messages, those sent through a derived datatype
   std::int64_t datatype_recvs = 0;  ///< messages received through a derived datatype (no unpack)
+  std::int64_t shared_sends = 0;    ///< of the messages, faces packed into a node-shared buffer (no bytes through MPI)
+  std::int64_t shared_recvs = 0;    ///< faces unpacked from a neighbour's node-shared buffer
 };
 
 }  // namespace khalo

@@ -47,13 +47,15 @@ if [[ ! -s $data/machine.txt ]]; then
 fi
 bench() {  # ranks
   # What was measured: the commit, and khalo's in-place threshold in it (the model follows it).
+  # khalo goes through MPI (--no-shared-memory): the model describes MPI's transports, which are
+  # what ranks on different nodes use; on one node khalo packs through node-shared buffers.
   threshold=$($py perf/model/exchange.py --in-place-run-bytes)
   printf '{"commit": "%s", "in_place_run_bytes": %s}\n' "$(git rev-parse HEAD)" "$threshold" > "$data/khalo.json"
   load "bench_halo np$1 start"
-  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --only wan --budget "${KHALO_MODEL_BUDGET:-0.5}" \
+  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --only wan --no-shared-memory --budget "${KHALO_MODEL_BUDGET:-0.5}" \
     --json "$data/halo_np$1.json" </dev/null > "$data/halo_np$1.txt"
   load "bench_halo --quick np$1 start"
-  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --quick --only wan \
+  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --quick --only wan --no-shared-memory \
     --json "$data/halo_quick_np$1.json" </dev/null > "$data/halo_quick_np$1.txt"
   load "bench_halo np$1 end"
 }

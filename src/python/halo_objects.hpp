@@ -108,6 +108,8 @@ class PyHalo final : public Resource {
     d["fills"] = s.fills;
     d["datatype_sends"] = s.datatype_sends;
     d["datatype_recvs"] = s.datatype_recvs;
+    d["shared_sends"] = s.shared_sends;
+    d["shared_recvs"] = s.shared_recvs;
     return d;
   }
   void reset_stats() { halo("Halo.reset_stats").reset_stats(); }

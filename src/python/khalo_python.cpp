@@ -120,7 +120,11 @@ PYBIND11_MODULE(khalo, m) {
       .def_property(
           "in_place_min_run_bytes", [](const khalo::HaloSpec& s) { return s.in_place_min_run_bytes(); },
           [](khalo::HaloSpec& s, std::int64_t b) { s.set_in_place_min_run_bytes(b); },
-          "Runs of at least this many bytes go to MPI in place when a face is made of several.");
+          "Runs of at least this many bytes go to MPI in place when a face is made of several.")
+      .def_property(
+          "shared_memory", [](const khalo::HaloSpec& s) { return s.shared_memory(); },
+          [](khalo::HaloSpec& s, bool on) { s.set_shared_memory(on); },
+          "Packed faces between ranks of one node go through node-shared buffers, not MPI (default True).");
 
   py::class_<khalo::ProcessGrid>(m, "ProcessGrid", "A Cartesian grid of MPI ranks (collective to build).")
       .def(py::init([](const py::object& comm, std::vector<int> dims, std::vector<bool> periodic) {

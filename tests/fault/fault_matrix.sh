@@ -76,7 +76,8 @@ job=(--random-input 1,16,3,24,32 --random-weights --seed 5 --num-res-blocks 0 --
   --output out.h5)
 for n in "${counts[@]}"; do
   r=$((n - 1)) # the last rank fails: rank 0, which prints, stays healthy
-  KHALO_FAULT_RANK=$r KHALO_FAULT_ALLOC=khalo::send \
+  # The send buffer is an ordinary allocation only without node-shared memory.
+  KHALO_SHARED_MEMORY=0 KHALO_FAULT_RANK=$r KHALO_FAULT_ALLOC=khalo::send \
     expect_failstop "halo plan: rank $r cannot allocate its buffers" "$n" \
     "rank $r could not allocate its halo buffers: out of memory" "$driver" --exchanges 5
   KHALO_FAULT_RANK=$r KHALO_FAULT_REGION=khalo::Halo::wait KHALO_FAULT_SKIP=3 \

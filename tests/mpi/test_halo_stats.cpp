@@ -24,11 +24,15 @@ std::int64_t max_over_ranks(std::int64_t v) {
   return m;
 }
 
-// The buffers a halo that packs allocates: one send and one receive buffer, none on a rank
-// with no neighbour; staged (device memory, MPI not GPU-aware), each has a host twin.
+// The buffers a halo that packs allocates, none on a rank with no neighbour: staged (device
+// memory, MPI not GPU-aware), a send and a receive buffer, each with a host twin; else, every
+// rank of these tests being on one node, one node-shared send buffer (faces are unpacked from
+// the neighbour's); without shared memory, a send and a receive buffer.
 template <class Halo>
-std::int64_t packing_buffers(const Halo& halo, int count) {
-  return count > 0 ? (halo.staged() ? 4 : 2) : 0;
+std::int64_t packing_buffers(const Halo& halo, int count, bool shared_memory = true) {
+  if (count == 0) return 0;
+  if (halo.staged()) return 4;
+  return shared_memory ? 1 : 2;
 }
 
 TEST(HaloStats, BoundarySidesCostNothing) {
@@ -51,9 +55,45 @@ TEST(HaloStats, BoundarySidesCostNothing) {
   EXPECT_EQ(s.bytes_packed, 5 * n * face);
   EXPECT_EQ(s.allocations, allocs);  // repeated exchanges allocate nothing
   EXPECT_EQ(allocs, packing_buffers(halo, n));
+  EXPECT_EQ(s.shared_sends, halo.staged() ? 0 : 5 * n);
+  EXPECT_EQ(s.shared_recvs, halo.staged() ? 0 : 5 * n);
   // An edge rank packs and sends half of what the busiest rank does.
   const std::int64_t busiest = max_over_ranks(s.bytes_sent);
   if (world_size() >= 3 && n == 1) EXPECT_EQ(2 * s.bytes_sent, busiest);
+}
+
+// Without shared memory (or between nodes), MPI carries a packed face: the same values, a
+// receive buffer of its own. With it, several exchanges in a row (each packing over the last
+// one's faces once the neighbour has read them) keep the values right.
+TEST(HaloStats, SharedMemoryOffSendsPackedFacesThroughMPI) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 3, 2, 3 * world_size() + 1, 5});
+  const int n = neighbours(dec, 3);
+  for (bool shared : {false, true}) {
+    HaloSpec spec(1);
+    spec.set_shared_memory(shared);
+    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    for (int i = 1; i <= 4; ++i) {  // the oracle's values times i: each exchange moves new values
+      using khalo::test::Index;
+      khalo::test::fill(v, [&](const Index& x) {
+        return khalo::test::is_owned(dec, spec, x) ? i * khalo::test::value_at(khalo::test::global_of(dec, spec, x))
+                                                   : khalo::test::sentinel;
+      });
+      halo.exchange(Exec(), v);
+      const auto h = khalo::test::span_to_host(v);
+      int wrong = 0;
+      khalo::test::for_each_index(khalo::detail::extents_of(v), [&](const Index& x) {
+        const auto want =
+            static_cast<float>(i * khalo::test::expected_value(dec, spec, khalo::test::global_of(dec, spec, x)));
+        wrong += h[khalo::test::offset_of(v, x)] != want;
+      });
+      EXPECT_EQ(wrong, 0) << "exchange " << i << (shared ? ", shared memory" : "");
+    }
+    const auto& s = halo.stats();
+    EXPECT_EQ(s.faces_packed, 4 * n) << shared;
+    EXPECT_EQ(s.shared_sends + s.shared_recvs, shared && !halo.staged() ? 8 * n : 0) << shared;
+    EXPECT_EQ(s.allocations, packing_buffers(halo, n, shared)) << shared;
+  }
 }
 
 TEST(HaloStats, ContiguousFacesAreNotPacked) {

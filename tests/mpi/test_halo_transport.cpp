@@ -32,37 +32,41 @@ using Layouts = ::testing::Types<
 TYPED_TEST_SUITE(TransportLayouts, Layouts, khalo::test::ParamNames);
 
 // Rank-5 bands split over two dimensions (edges and corners come from the second phase), zero
-// and periodic boundaries, widths 1 and 2: the same ghosts whatever the transport. With
-// Transport::datatype no face is packed (one field; host memory).
+// and periodic boundaries, widths 1 and 2: the same ghosts whatever the transport, with and
+// without node-shared memory. With Transport::datatype no face is packed (one field; host memory).
 TYPED_TEST(TransportLayouts, EveryTransportFillsTheSameGhosts) {
   using Case = typename TypeParam::layout_case;
   using T = typename TypeParam::value_type;
   for (const Transport t : {Transport::automatic, Transport::pack, Transport::datatype}) {
     for (const Boundary b : {Boundary::zero, Boundary::periodic}) {
-      const auto grid = khalo::ProcessGrid::balanced(MPI_COMM_WORLD, 2, b == Boundary::periodic);
-      const khalo::Decomposition dec(grid, {2, 3, 4 + world_size(), 2 * world_size() + 3, 5}, {2, 3});
-      HaloSpec spec;
-      spec.set(2, 1, 2, b).set(3, 2, 1, b).set_transport(t);
-      auto v = Case::template make<T*****>("v", khalo::test::local_extents(dec, spec));
-      khalo::test::fill_owned(v, dec, spec);
-      khalo::Halo<Exec> halo(dec, spec, v);
-      const std::string what = "transport " + khalo::to_string(t) + ", boundary " + khalo::to_string(b);
-      for (int i = 0; i < 2; ++i) {
-        khalo::test::fill_owned(v, dec, spec);  // scrambles the ghosts
-        halo.exchange(Exec(), v);
-        EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
-      }
-      const auto& s = halo.stats();
-      if (halo.staged()) {  // device memory MPI cannot read: packed whatever the transport asked
-        EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
-        continue;
-      }
-      if (t == Transport::pack) {
-        EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
-      }
-      if (t == Transport::datatype) {
-        EXPECT_EQ(s.faces_packed, 0) << what;
-        EXPECT_EQ(s.allocations, 0) << what;  // nothing to pack: no buffer
+      for (const bool shared_memory : {true, false}) {
+        const auto grid = khalo::ProcessGrid::balanced(MPI_COMM_WORLD, 2, b == Boundary::periodic);
+        const khalo::Decomposition dec(grid, {2, 3, 4 + world_size(), 2 * world_size() + 3, 5}, {2, 3});
+        HaloSpec spec;
+        spec.set(2, 1, 2, b).set(3, 2, 1, b).set_transport(t).set_shared_memory(shared_memory);
+        auto v = Case::template make<T*****>("v", khalo::test::local_extents(dec, spec));
+        khalo::test::fill_owned(v, dec, spec);
+        khalo::Halo<Exec> halo(dec, spec, v);
+        const std::string what = "transport " + khalo::to_string(t) + ", boundary " + khalo::to_string(b) +
+                                 (shared_memory ? ", shared memory" : "");
+        for (int i = 0; i < 2; ++i) {
+          khalo::test::fill_owned(v, dec, spec);  // scrambles the ghosts
+          halo.exchange(Exec(), v);
+          EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0) << what;
+        }
+        const auto& s = halo.stats();
+        if (halo.staged()) {  // device memory MPI cannot read: packed whatever the transport asked
+          EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
+          continue;
+        }
+        if (t == Transport::pack) {
+          EXPECT_EQ(s.datatype_sends + s.datatype_recvs, 0) << what;
+        }
+        if (t == Transport::datatype) {
+          EXPECT_EQ(s.faces_packed, 0) << what;
+          EXPECT_EQ(s.allocations, 0) << what;  // nothing to pack: no buffer
+        }
+        if (!shared_memory || t == Transport::datatype) EXPECT_EQ(s.shared_sends + s.shared_recvs, 0) << what;
       }
     }
   }
@@ -130,17 +134,20 @@ TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
   EXPECT_THROW(HaloSpec().set_in_place_min_run_bytes(0), std::invalid_argument);
 }
 
-// The automatic choice: a contiguous (NCDHW) H face is C * D runs of W floats. At 156 KiB (the
-// decoder's C = 96, D = 4, W = 104 band) a datatype is cheaper than a pack; at 1.2 MiB, where
-// Open MPI's fragment pipeline is full, packing is.
+// The automatic choice between MPI transports (between nodes, or without node-shared memory): a
+// contiguous (NCDHW) H face is C * D runs of W floats. At 156 KiB (the decoder's C = 96, D = 4,
+// W = 104 band) a datatype is cheaper than a pack; at 1.2 MiB, where Open MPI's fragment pipeline
+// is full, packing is. With node-shared memory (these ranks share a node), both are packed.
 TEST(HaloTransport, AutomaticFollowsTheCostModel) {
   struct Face {
     std::int64_t C, D, W;
     bool datatype;
+    bool shared_memory;
   };
-  for (const Face f : {Face{96, 4, 104, true}, Face{192, 4, 416, false}}) {
+  for (const Face f : {Face{96, 4, 104, true, false}, Face{192, 4, 416, false, false}, Face{96, 4, 104, false, true}}) {
     const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, f.D, 2 * world_size() + 1, f.W});
-    const HaloSpec spec(1);
+    HaloSpec spec(1);
+    spec.set_shared_memory(f.shared_memory);
     auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::contiguous);
     khalo::test::fill_owned(v, dec, spec);
     khalo::Halo<Exec> halo(dec, spec, v);
@@ -151,6 +158,7 @@ TEST(HaloTransport, AutomaticFollowsTheCostModel) {
     const bool datatype = f.datatype && host;
     EXPECT_EQ(halo.stats().datatype_sends, datatype ? n : 0) << f.C << " x " << f.W;
     EXPECT_EQ(halo.stats().faces_packed, datatype ? 0 : n) << f.C << " x " << f.W;
+    EXPECT_EQ(halo.stats().shared_sends, f.shared_memory && !halo.staged() ? n : 0) << f.C << " x " << f.W;
   }
 }
 

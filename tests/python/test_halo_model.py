@@ -2,7 +2,8 @@
 datatype or packed). Its rule (perf/model/exchange.py: transport) mirrors the plan's
 (detail/halo/transport.hpp) and reads the plan's constants from the header; this checks the two
 against the engine's counters on faces that fall on each side of both thresholds, so that a change
-to the plan's choice cannot leave the model predicting another transport."""
+to the plan's choice cannot leave the model predicting another transport. The model describes MPI's
+transports (ranks on different nodes): the Halo here runs without node-shared memory."""
 
 import os
 import sys
@@ -45,6 +46,7 @@ def test_model_sends_each_face_as_the_plan(layout, C, D, W):
     rows = 3
     dec = khalo.row_decomposition(comm, (1, C, D, rows * P, W))
     spec = khalo.HaloSpec(1, khalo.Boundary.zero)
+    spec.shared_memory = False
     x = empty_in_order((1, C, D, rows + 2, W), np.float32, ORDER[layout])
     x[...] = 0
     halo = khalo.Halo(dec, spec, x)

@@ -6,6 +6,7 @@
 
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
+#include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/plan.hpp>
 #include <khalo/detail/halo/transport.hpp>
 #include <khalo/detail/mpi_error.hpp>
@@ -15,6 +16,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -55,6 +57,7 @@ class HaloEngine {
     bool stage = false;           ///< buffers go through host memory (MPI may not touch MemSpace)
     bool zero_fill_once = false;  ///< see HaloSpec::set_zero_fill_once
     TransportChoice transport;    ///< see HaloSpec::set_transport, set_in_place_min_run_bytes
+    bool shared_memory = true;    ///< see HaloSpec::set_shared_memory (host memory, not staged)
   };
 
   /// An engine over (a duplicate of) \p comm whose plans \p planner makes; \p who prefixes its
@@ -64,16 +67,24 @@ class HaloEngine {
         comm_(Comm::duplicate(comm)),
         types_(std::move(types)),
         options_(options),
-        planner_(std::move(planner)) {}
+        planner_(std::move(planner)) {
+    // Collective (every rank has the same options and environment): which ranks can share
+    // buffers with this one.
+    if (kHost && options_.shared_memory && shared_memory_allowed() && !options_.stage) {
+      shares_ = ranks_on_my_node(comm_.get());
+    }
+  }
 
   /// khalo::Halo's engine: plans for the ghost layers of \p spec over \p dec.
   HaloEngine(const Decomposition& dec, const HaloSpec& spec, std::vector<FieldType<Exec>> types, bool stage)
-      : HaloEngine(dec.grid().comm(), "khalo::Halo", types,
-                   Options{stage, spec.zero_fill_once(), {spec.transport(), spec.in_place_min_run_bytes()}},
-                   [dec, spec, types](const std::vector<FieldShape>& shapes, std::string& error) {
-                     validate(dec, spec, types, shapes);
-                     return build_phases(dec, spec, types, shapes, error);
-                   }) {
+      : HaloEngine(
+            dec.grid().comm(), "khalo::Halo", types,
+            Options{
+                stage, spec.zero_fill_once(), {spec.transport(), spec.in_place_min_run_bytes()}, spec.shared_memory()},
+            [dec, spec, types](const std::vector<FieldShape>& shapes, std::string& error) {
+              validate(dec, spec, types, shapes);
+              return build_phases(dec, spec, types, shapes, error);
+            }) {
     dec_.emplace(dec);
   }
 
@@ -103,15 +114,24 @@ class HaloEngine {
     Plan plan;
     plan.phases = planner_(shapes, error);
     throw_if_any(comm_.get(), error);
-    constexpr bool host = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
-    choose_transports(plan.phases, types_, {!options_.stage, host, options_.transport});
+    choose_transports(plan.phases, types_, {!options_.stage, kHost, options_.transport, shares_});
     agree_in_place(comm_.get(), plan.phases);
-    // An allocation that fails on one rank fails the plan on every rank.
-    try {
-      allocate(plan);
-    } catch (const std::exception& e) {
-      error = who_ + ": rank " + std::to_string(comm_.rank()) + " could not allocate its halo buffers: " + e.what();
+    // An allocation that fails on one rank fails the plan on every rank; the share handshake
+    // between them runs on every rank whatever happened before it.
+    auto allocating = [&](auto&& what) {
+      try {
+        what();
+      } catch (const std::exception& e) {
+        if (error.empty()) {
+          error = who_ + ": rank " + std::to_string(comm_.rank()) + " could not allocate its halo buffers: " + e.what();
+        }
+      }
+    };
+    allocating([&] { allocate_send(plan); });
+    if (!shares_.empty()) {
+      share_on_node(comm_.get(), shares_, plan.phases, plan.buffers.send_segment, plan.buffers.mapped);
     }
+    allocating([&] { allocate_recv(plan); });
     throw_if_any<std::runtime_error>(comm_.get(), error);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
   }
@@ -189,36 +209,61 @@ class HaloEngine {
     }
   }
 
-  // One send and one receive buffer, big enough for the largest phase's packed messages; a rank
-  // whose messages all go in place or by datatype (or that has no neighbour) allocates nothing.
-  void allocate(Plan& plan) {
-    std::size_t send = 0;
-    std::size_t recv = 0;
-    for (auto& ph : plan.phases) {
-      auto lay_out = [](std::vector<Message>& messages) {
-        std::size_t n = 0;
-        for (auto& m : messages) {
-          if (m.packed()) m.buffer_offset = std::exchange(n, align_up(n + m.bytes, 64));
-        }
-        return n;
-      };
-      send = std::max(send, lay_out(ph.sends));
-      recv = std::max(recv, lay_out(ph.recvs));
+  static constexpr bool kHost = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+
+  // Lays out a phase's packed messages (\p skip: those that need no room) in one buffer;
+  // returns its size. Phases share the buffer: a phase ends only when its buffers are free.
+  template <class Skip>
+  static std::size_t lay_out(std::vector<Message>& messages, const Skip& skip) {
+    std::size_t n = 0;
+    for (auto& m : messages) {
+      if (m.packed() && !skip(m)) m.buffer_offset = std::exchange(n, align_up(n + m.bytes, 64));
     }
-    using Device = typename Buffers<MemSpace>::Device;
-    auto make = [&](std::size_t bytes, const char* label, Device& device, typename Buffers<MemSpace>::Host& host) {
-      if (bytes == 0) return;
-      device = Device(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), bytes);
+    return n;
+  }
+
+  using Device = typename Buffers<MemSpace>::Device;
+  using Host = typename Buffers<MemSpace>::Host;
+  void make(std::size_t bytes, const char* label, Device& device, Host& host) {
+    if (bytes == 0) return;
+    device = Device(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), bytes);
+    ++stats_.allocations;
+    if (options_.stage) {
+      host = Host(Kokkos::view_alloc(std::string(label) + "_host", Kokkos::WithoutInitializing), bytes);
       ++stats_.allocations;
-      if (options_.stage) {
-        host = typename Buffers<MemSpace>::Host(
-            Kokkos::view_alloc(std::string(label) + "_host", Kokkos::WithoutInitializing), bytes);
-        ++stats_.allocations;
-      }
-    };
+    }
+  }
+
+  // The send buffer, big enough for the largest phase's packed messages: in node-shared memory
+  // when one of them may go to a neighbour on this node (else, or when the node cannot give
+  // it, an ordinary buffer). A rank whose messages all go in place or by datatype (or that has
+  // no neighbour) allocates nothing.
+  void allocate_send(Plan& plan) {
+    std::size_t send = 0;
+    bool to_node = false;
+    for (auto& ph : plan.phases) {
+      send = std::max(send, lay_out(ph.sends, [](const Message&) { return false; }));
+      for (const auto& m : ph.sends)
+        to_node = to_node || (m.packed() && !shares_.empty() && shares_[static_cast<std::size_t>(m.peer)]);
+    }
     auto& b = plan.buffers;
+    if constexpr (kHost) {
+      if (to_node && send > 0) b.send_segment = SharedSegment::create(send);
+      if (b.send_segment != nullptr) {
+        b.send = Device(b.send_segment->data(), send);
+        ++stats_.allocations;
+        return;
+      }
+    }
     make(send, "khalo::send", b.send, b.send_host);
-    make(recv, "khalo::recv", b.recv, b.recv_host);
+  }
+
+  // The receive buffer, for the packed messages that do not come from a neighbour's
+  // node-shared buffer.
+  void allocate_recv(Plan& plan) {
+    std::size_t recv = 0;
+    for (auto& ph : plan.phases) recv = std::max(recv, lay_out(ph.recvs, [](const Message& m) { return m.shared; }));
+    make(recv, "khalo::recv", plan.buffers.recv, plan.buffers.recv_host);
   }
 
   unsigned char* field_bytes(int field) const {
@@ -233,7 +278,9 @@ class HaloEngine {
     auto& b = current_->buffers;
     unsigned char* recv_base = options_.stage ? b.recv_host.data() : b.recv.data();
     for (const auto& m : ph.recvs) {
-      if (m.in_place()) {
+      if (m.shared) {
+        post(MPI_Irecv, static_cast<unsigned char*>(nullptr), 0, m);  // "packed"
+      } else if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
       } else if (m.by_datatype()) {
         post_datatype(MPI_Irecv, m);
@@ -251,15 +298,21 @@ class HaloEngine {
         stats_.bytes_packed += static_cast<std::int64_t>(s.bytes);
       }
     }
-    // MPI reads the send buffer (or the View) from here on: fence this instance only.
+    // MPI reads the send buffer (or the View) from here on, and node neighbours read shared
+    // faces once told: fence this instance only.
     exec.fence();
+    std::atomic_thread_fence(std::memory_order_release);
     if (options_.stage && b.send.extent(0) > 0) {
       Kokkos::deep_copy(exec, b.send_host, b.send);
       exec.fence();
     }
     unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
-      if (m.in_place()) {
+      if (m.shared) {
+        post(MPI_Isend, static_cast<unsigned char*>(nullptr), 0, m);  // "packed": the face is in the buffer
+        ++stats_.messages;
+        ++stats_.shared_sends;
+      } else if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Isend, field_bytes(r.field) + r.offset, r.bytes, m);
         stats_.messages += static_cast<std::int64_t>(m.runs.size());
       } else if (m.by_datatype()) {
@@ -288,9 +341,9 @@ class HaloEngine {
   }
 
   template <class Post, class Ptr>
-  void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m) {
+  void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m, int tag_base = 0) {
     requests_.push_back(MPI_REQUEST_NULL);
-    KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, m.tag, comm_.get(), &requests_.back()));
+    KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, tag_base + m.tag, comm_.get(), &requests_.back()));
   }
 
   // One message described by m.datatype over its one field's memory (choose_transports).
@@ -304,19 +357,40 @@ class HaloEngine {
   void end_phase(const Exec& exec) {
     const Phase& ph = current_->phases[phase_];
     auto& b = current_->buffers;
+    wait_all();
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (options_.stage && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
+    bool shared = false;
+    for (const auto& m : ph.recvs) {
+      stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
+      if (!m.packed()) continue;
+      const unsigned char* from = m.shared ? m.shared_from : b.recv.data() + m.buffer_offset;
+      for (const auto& s : m.segments) {
+        types_[static_cast<std::size_t>(s.field)].kernels->unpack(exec, field_bytes(s.field), s.walk, from + s.offset);
+      }
+      if (m.shared) ++stats_.shared_recvs;
+      shared = shared || m.shared;
+    }
+    for (const auto& m : ph.sends) shared = shared || m.shared;
+    if (!shared) return;
+    // Shared faces: tell each sender its face is read, and wait until every neighbour has read
+    // mine, so that no rank packs over a face still being read (the next phase or exchange
+    // reuses the buffer).
+    exec.fence();
+    for (const auto& m : ph.recvs) {
+      if (m.shared) post(MPI_Isend, static_cast<unsigned char*>(nullptr), 0, m, kReadTag);
+    }
+    for (const auto& m : ph.sends) {
+      if (m.shared) post(MPI_Irecv, static_cast<unsigned char*>(nullptr), 0, m, kReadTag);
+    }
+    wait_all();
+  }
+
+  void wait_all() {
     if (!requests_.empty()) {
       KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
     }
     requests_.clear();
-    if (options_.stage && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
-    for (const auto& m : ph.recvs) {
-      stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (!m.packed()) continue;
-      for (const auto& s : m.segments) {
-        types_[static_cast<std::size_t>(s.field)].kernels->unpack(exec, field_bytes(s.field), s.walk,
-                                                                  b.recv.data() + m.buffer_offset + s.offset);
-      }
-    }
   }
 
   // After a failure: cancels what is still posted and completes it, so that no
@@ -345,6 +419,7 @@ class HaloEngine {
   bool in_flight_ = false;
   bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
   Planner planner_;
+  std::vector<bool> shares_;          // per rank: on this node, so packed faces go through shared buffers
   std::optional<Decomposition> dec_;  // khalo::Halo's
   HaloStats stats_;
 };

@@ -40,10 +40,14 @@ struct Message {
   std::vector<Segment> segments;
   std::size_t bytes = 0;
   // How this side moves the bytes (transport.hpp), the first that applies: runs in place, a
-  // derived datatype, or packed.
-  std::vector<Run> runs;                    // when not empty: one MPI message per run, in place
-  std::shared_ptr<const MpiType> datatype;  // else, when set: one MPI message described by it
-  std::size_t buffer_offset = 0;            // else: in the phase's send or receive buffer
+  // derived datatype, or packed; a packed message between two ranks of one node may be shared
+  // (node_shared.hpp): the sender packs into its node-shared send buffer and MPI carries no
+  // bytes, the receiver unpacks from that buffer.
+  std::vector<Run> runs;                       // when not empty: one MPI message per run, in place
+  std::shared_ptr<const MpiType> datatype;     // else, when set: one MPI message described by it
+  std::size_t buffer_offset = 0;               // else: in the phase's send or receive buffer
+  bool shared = false;                         // packed and shared, on both sides
+  const unsigned char* shared_from = nullptr;  // a shared receive: the face in the sender's buffer
   bool in_place() const { return !runs.empty(); }
   bool by_datatype() const { return runs.empty() && datatype != nullptr; }
   bool packed() const { return runs.empty() && datatype == nullptr; }

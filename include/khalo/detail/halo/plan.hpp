@@ -9,12 +9,14 @@
 #include <khalo/detail/halo/fields.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
+#include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/phases.hpp>
 #include <khalo/detail/halo/validate.hpp>
 #include <khalo/detail/staging.hpp>
 
 #include <Kokkos_Core.hpp>
 
+#include <memory>
 #include <vector>
 
 namespace khalo::detail {
@@ -27,6 +29,8 @@ struct Buffers {
   Device recv;
   Host send_host;  // staging when MPI may not touch MemSpace
   Host recv_host;
+  std::shared_ptr<SharedSegment> send_segment;         // behind `send` when it is node-shared
+  std::vector<std::shared_ptr<SharedSegment>> mapped;  // node neighbours' send buffers
 };
 
 /// A plan for one set of field shapes: built collectively, then reused.

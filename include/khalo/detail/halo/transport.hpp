@@ -97,6 +97,9 @@ struct TransportOptions {
   bool zero_copy = true;    ///< MPI may read and write the fields' memory (not staged)
   bool host_memory = true;  ///< ... and it is host memory, where derived datatypes are cheap
   TransportChoice choice;
+  /// Per rank: whether a packed face goes to or comes from it through a node-shared buffer
+  /// (node_shared.hpp), two copies with no MPI copy, which no datatype beats. Empty: none.
+  std::vector<bool> shares;
 };
 
 /// The measured cost model that picks between packing a side and a derived datatype: seconds
@@ -149,6 +152,9 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     if (w.count == 0 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
     const std::int64_t runs = w.count / w.run_length();
     const auto bytes = static_cast<std::int64_t>(m.bytes);
+    const bool shared =
+        o.choice.transport == Transport::automatic && !o.shares.empty() && o.shares[static_cast<std::size_t>(m.peer)];
+    if (shared) return;
     if (o.choice.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
       m.datatype = datatype_of(w, types[static_cast<std::size_t>(s.field)].elem_size);
     }
