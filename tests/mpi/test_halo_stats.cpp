@@ -2,6 +2,7 @@
 // a contiguous face, no allocation on a repeated shape, one message per
 // neighbour for several fields; and split-phase equals blocking.
 #include <halo_oracle.hpp>
+#include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/halo.hpp>
 #include <test_views.hpp>
 
@@ -94,6 +95,30 @@ TEST(HaloStats, SharedMemoryOffSendsPackedFacesThroughMPI) {
     EXPECT_EQ(s.shared_sends + s.shared_recvs, shared && !halo.staged() ? 8 * n : 0) << shared;
     EXPECT_EQ(s.allocations, packing_buffers(halo, n, shared)) << shared;
   }
+}
+
+// The pieces a message falls back from: a segment the node cannot give, or that cannot be
+// found (another IPC namespace, a stale name), is nullptr, never an exception or a SIGBUS; a
+// segment's name is gone once unlinked, its memory stays mapped.
+TEST(NodeShared, SegmentsThatCannotBeHadAreNull) {
+  using khalo::detail::SharedSegment;
+  auto mine = SharedSegment::create(4096);
+  ASSERT_NE(mine, nullptr);
+  mine->data()[100] = 42;
+  auto seen = SharedSegment::open(mine->name());
+  ASSERT_NE(seen, nullptr);
+  EXPECT_EQ(seen->data()[100], 42);
+  auto other = mine->name();
+  other.token ^= 1;
+  EXPECT_EQ(SharedSegment::open(other), nullptr);  // a name nobody made
+  other = mine->name();
+  other.bytes += 4096;
+  EXPECT_EQ(SharedSegment::open(other), nullptr);                   // the size announced is not the segment's
+  EXPECT_EQ(SharedSegment::create(std::size_t{1} << 50), nullptr);  // 1 PiB: no /dev/shm holds it
+  mine->unlink();
+  EXPECT_EQ(SharedSegment::open(mine->name()), nullptr);
+  mine->data()[101] = 7;
+  EXPECT_EQ(seen->data()[101], 7);  // still one memory
 }
 
 TEST(HaloStats, ContiguousFacesAreNotPacked) {

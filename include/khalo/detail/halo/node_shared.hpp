@@ -25,8 +25,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <memory>
 #include <random>
@@ -52,11 +55,11 @@ class SharedSegment {
   /// A new segment of \p bytes (reserved with posix_fallocate, so that a full /dev/shm fails
   /// here and not with SIGBUS later); nullptr when the node cannot give it.
   static std::shared_ptr<SharedSegment> create(std::size_t bytes) {
-    static std::int64_t serial = 0;
+    static std::atomic<std::int64_t> serial{0};
     SegmentName name;
     name.pid = static_cast<std::int64_t>(getpid());
     name.serial = ++serial;
-    name.token = static_cast<std::int64_t>(std::random_device{}() & 0x7fffffffU);
+    name.token = random_token();
     name.bytes = static_cast<std::int64_t>(bytes);
     const std::string path = name.path();
     const int fd = shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
@@ -107,6 +110,14 @@ class SharedSegment {
 
  private:
   SharedSegment(SegmentName name, unsigned char* data, bool owner) : name_(name), data_(data), owner_(owner) {}
+  // A machine without an entropy source still gets a segment: the clock stands in.
+  static std::int64_t random_token() {
+    try {
+      return static_cast<std::int64_t>(std::random_device{}() & 0x7fffffffU);
+    } catch (const std::exception&) {
+      return static_cast<std::int64_t>(std::chrono::steady_clock::now().time_since_epoch().count() & 0x7fffffff);
+    }
+  }
   SegmentName name_;
   unsigned char* data_;
   bool owner_;
