@@ -195,10 +195,14 @@ alive() { # alive INDEX: fails (with a message) when the daemon has exited
     return 1
   fi
 }
-free_port() { # a TCP port nothing on 127.0.0.1 listens on
-  local p t
+free_port() { # a TCP port nothing on 127.0.0.1 listens on, below the kernel's ephemeral range
+  # (a port in that range can be taken at any moment by an outgoing connection: slurmd once
+  # failed to bind one that nothing listened on a second before)
+  local p t lo=32768
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+  ((lo > 11000)) || lo=32768
   for ((t = 0; t < 50; t++)); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       printf '%s\n' "$p"
       return 0
