@@ -14,20 +14,25 @@ inline int neighbours(const Decomposition& dec, int dim) {
   return (dec.neighbor(dim, Side::low) != MPI_PROC_NULL) + (dec.neighbor(dim, Side::high) != MPI_PROC_NULL);
 }
 
-/// Fills owned elements with their global value and ghosts with the sentinel.
+/// Fills owned elements with their global value (times \p scale: new values for each of a run
+/// of exchanges) and ghosts with the sentinel.
 template <class View>
-void fill_owned(const View& v, const Decomposition& dec, const HaloSpec& spec) {
-  fill(v, [&](const Index& i) { return is_owned(dec, spec, i) ? value_at(global_of(dec, spec, i)) : sentinel; });
+void fill_owned(const View& v, const Decomposition& dec, const HaloSpec& spec, double scale = 1.0) {
+  fill(v,
+       [&](const Index& i) { return is_owned(dec, spec, i) ? scale * value_at(global_of(dec, spec, i)) : sentinel; });
 }
 
-/// Counts elements that differ from the oracle (and reports the first few).
+/// Counts elements that differ from the oracle (times \p scale, as fill_owned) and reports the
+/// first few. The sentinel, which stands for untouched ghosts, is not scaled.
 template <class View>
-int count_wrong(const View& v, const Decomposition& dec, const HaloSpec& spec, const std::string& what) {
+int count_wrong(const View& v, const Decomposition& dec, const HaloSpec& spec, const std::string& what,
+                double scale = 1.0) {
   const auto h = span_to_host(v);
   int wrong = 0;
   for_each_index(detail::extents_of(v), [&](const Index& i) {
     const Index g = global_of(dec, spec, i);
-    const double want = static_cast<typename View::non_const_value_type>(expected_value(dec, spec, g));
+    const double e = expected_value(dec, spec, g);
+    const double want = static_cast<typename View::non_const_value_type>(e == sentinel ? e : scale * e);
     const double got = h[offset_of(v, i)];
     if (got != want && ++wrong <= 3) {
       std::string idx;

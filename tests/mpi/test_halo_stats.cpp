@@ -75,20 +75,10 @@ TEST(HaloStats, SharedMemoryOffSendsPackedFacesThroughMPI) {
     auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
     khalo::Halo<Exec> halo(dec, spec, v);
     for (int i = 1; i <= 4; ++i) {  // the oracle's values times i: each exchange moves new values
-      using khalo::test::Index;
-      khalo::test::fill(v, [&](const Index& x) {
-        return khalo::test::is_owned(dec, spec, x) ? i * khalo::test::value_at(khalo::test::global_of(dec, spec, x))
-                                                   : khalo::test::sentinel;
-      });
+      khalo::test::fill_owned(v, dec, spec, i);
       halo.exchange(Exec(), v);
-      const auto h = khalo::test::span_to_host(v);
-      int wrong = 0;
-      khalo::test::for_each_index(khalo::detail::extents_of(v), [&](const Index& x) {
-        const auto want =
-            static_cast<float>(i * khalo::test::expected_value(dec, spec, khalo::test::global_of(dec, spec, x)));
-        wrong += h[khalo::test::offset_of(v, x)] != want;
-      });
-      EXPECT_EQ(wrong, 0) << "exchange " << i << (shared ? ", shared memory" : "");
+      const std::string what = "exchange " + std::to_string(i) + (shared ? ", shared memory" : "");
+      EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what, i), 0) << what;
     }
     const auto& s = halo.stats();
     EXPECT_EQ(s.faces_packed, 4 * n) << shared;

@@ -211,6 +211,8 @@ class HaloEngine {
 
   static constexpr bool kHost = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
 
+  bool shares_with(int peer) const { return !shares_.empty() && shares_[static_cast<std::size_t>(peer)]; }
+
   // Lays out a phase's packed messages (\p skip: those that need no room) in one buffer;
   // returns its size. Phases share the buffer: a phase ends only when its buffers are free.
   template <class Skip>
@@ -243,8 +245,7 @@ class HaloEngine {
     bool to_node = false;
     for (auto& ph : plan.phases) {
       send = std::max(send, lay_out(ph.sends, [](const Message&) { return false; }));
-      for (const auto& m : ph.sends)
-        to_node = to_node || (m.packed() && !shares_.empty() && shares_[static_cast<std::size_t>(m.peer)]);
+      for (const auto& m : ph.sends) to_node = to_node || (m.packed() && shares_with(m.peer));
     }
     auto& b = plan.buffers;
     if constexpr (kHost) {
@@ -279,7 +280,7 @@ class HaloEngine {
     unsigned char* recv_base = options_.stage ? b.recv_host.data() : b.recv.data();
     for (const auto& m : ph.recvs) {
       if (m.shared) {
-        post(MPI_Irecv, static_cast<unsigned char*>(nullptr), 0, m);  // "packed"
+        signal(MPI_Irecv, m);  // "packed"
       } else if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
       } else if (m.by_datatype()) {
@@ -309,7 +310,7 @@ class HaloEngine {
     unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
       if (m.shared) {
-        post(MPI_Isend, static_cast<unsigned char*>(nullptr), 0, m);  // "packed": the face is in the buffer
+        signal(MPI_Isend, m);  // "packed": the face is in the buffer
         ++stats_.messages;
         ++stats_.shared_sends;
       } else if (m.in_place()) {
@@ -346,6 +347,12 @@ class HaloEngine {
     KHALO_MPI_CHECK(mpi_post(ptr, bytes, MPI_BYTE, m.peer, tag_base + m.tag, comm_.get(), &requests_.back()));
   }
 
+  // An empty message about m (a shared face: "packed", or "read" with kReadTag).
+  template <class Post>
+  void signal(Post mpi_post, const Message& m, int tag_base = 0) {
+    post(mpi_post, static_cast<unsigned char*>(nullptr), 0, m, tag_base);
+  }
+
   // One message described by m.datatype over its one field's memory (choose_transports).
   template <class Post>
   void post_datatype(Post mpi_post, const Message& m) {
@@ -378,10 +385,10 @@ class HaloEngine {
     // reuses the buffer).
     exec.fence();
     for (const auto& m : ph.recvs) {
-      if (m.shared) post(MPI_Isend, static_cast<unsigned char*>(nullptr), 0, m, kReadTag);
+      if (m.shared) signal(MPI_Isend, m, kReadTag);
     }
     for (const auto& m : ph.sends) {
-      if (m.shared) post(MPI_Irecv, static_cast<unsigned char*>(nullptr), 0, m, kReadTag);
+      if (m.shared) signal(MPI_Irecv, m, kReadTag);
     }
     wait_all();
   }
