@@ -3,6 +3,7 @@
 // blocks of random padded, permuted arrays, and on runs long enough to be
 // split into several work items.
 #include <khalo/detail/block.hpp>
+#include <khalo/detail/stream_pack.hpp>
 
 #include <gtest/gtest.h>
 
@@ -136,6 +137,43 @@ TEST(Block, LongRunsSplitIntoSeveralWorkItemsStayWhole) {
       check_pack_unpack_zero(a, Block{{1, 0}, {2, w}}, true, schedule);
       check_pack_unpack_zero(a, Block{{0, 1}, {3, w - 2}}, true, schedule);
     }
+  }
+}
+
+// The streaming pack (non-temporal stores, for node-shared buffers) writes what pack_block
+// writes: random blocks, float and double, buffers that start off a 16-byte boundary, short
+// runs (many per work item) and runs longer than a work item's 64 KiB.
+template <class T>
+void check_stream_pack(const Array& a, const Block& b, std::size_t misalign) {
+  const auto ref = reference_offsets(a, b);
+  const auto w = khalo::detail::make_walk(a.strides, a.order, b, true);
+  std::vector<T> data(static_cast<std::size_t>(a.span));
+  std::iota(data.begin(), data.end(), T(1));
+  std::vector<T> buf(ref.size() + misalign + 1, T(-1));
+  khalo::detail::stream_pack_block(Exec(), data.data(), w, buf.data() + misalign);
+  Exec().fence();
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    ASSERT_EQ(buf[misalign + i], data[static_cast<std::size_t>(ref[i])]) << i << " of " << ref.size();
+  }
+  for (std::size_t i = 0; i < misalign; ++i) ASSERT_EQ(buf[i], T(-1)) << "before the buffer";
+  ASSERT_EQ(buf.back(), T(-1)) << "after the buffer";
+}
+
+TEST(Block, StreamPackWritesWhatPackWrites) {
+  std::mt19937 rng(20261201);
+  for (int trial = 0; trial < 300; ++trial) {
+    const Array a = random_array(rng, 9);
+    const Block b = random_block(rng, a);
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    for (std::size_t misalign : {0, 1, 3}) {
+      check_stream_pack<float>(a, b, misalign);
+      check_stream_pack<double>(a, b, misalign);
+    }
+  }
+  for (std::int64_t w : {40000, 70001}) {  // runs of 160-560 KB
+    Array a{{3, w}, {w + 5, 1}, {0, 1}, 3 * (w + 5)};
+    check_stream_pack<float>(a, Block{{0, 1}, {3, w - 2}}, 1);
+    check_stream_pack<double>(a, Block{{1, 0}, {2, w}}, 0);
   }
 }
 

@@ -293,8 +293,8 @@ class HaloEngine {
     for (const auto& m : ph.sends) {
       if (!m.packed()) continue;
       for (const auto& s : m.segments) {
-        types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
-                                                                b.send.data() + m.buffer_offset + s.offset);
+        types_[static_cast<std::size_t>(s.field)].kernels->pack(
+            exec, field_bytes(s.field), s.walk, b.send.data() + m.buffer_offset + s.offset, m.shared && stream_packs_);
         ++stats_.faces_packed;
         stats_.bytes_packed += static_cast<std::int64_t>(s.bytes);
       }
@@ -426,8 +426,9 @@ class HaloEngine {
   bool in_flight_ = false;
   bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
   Planner planner_;
-  std::vector<bool> shares_;          // per rank: on this node, so packed faces go through shared buffers
-  std::optional<Decomposition> dec_;  // khalo::Halo's
+  std::vector<bool> shares_;                    // per rank: on this node, so packed faces go through shared buffers
+  bool stream_packs_ = stream_packs_allowed();  // shared faces are packed with non-temporal stores
+  std::optional<Decomposition> dec_;            // khalo::Halo's
   HaloStats stats_;
 };
 

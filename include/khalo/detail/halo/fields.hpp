@@ -5,6 +5,7 @@
 /// shape. Not public.
 
 #include <khalo/detail/block.hpp>
+#include <khalo/detail/stream_pack.hpp>
 #include <khalo/layout.hpp>
 
 #include <cstddef>
@@ -22,7 +23,8 @@ namespace khalo::detail {
 template <class Exec>
 struct FieldKernels {
   virtual ~FieldKernels() = default;
-  virtual void pack(const Exec& exec, const void* data, const BlockWalk& w, void* buf) const = 0;
+  /// \p stream: another process reads buf next (a node-shared buffer; host only): stream_pack.hpp.
+  virtual void pack(const Exec& exec, const void* data, const BlockWalk& w, void* buf, bool stream) const = 0;
   virtual void unpack(const Exec& exec, void* data, const BlockWalk& w, const void* buf) const = 0;
   virtual void zero(const Exec& exec, void* data, const BlockWalk& w) const = 0;
   virtual void shift_copy(const Exec& exec, void* data, const ShiftCopies& c) const = 0;
@@ -30,7 +32,10 @@ struct FieldKernels {
 
 template <class Exec, class T>
 struct TypedKernels final : FieldKernels<Exec> {
-  void pack(const Exec& exec, const void* data, const BlockWalk& w, void* buf) const override {
+  void pack(const Exec& exec, const void* data, const BlockWalk& w, void* buf, bool stream) const override {
+    if constexpr (Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible) {
+      if (stream) return stream_pack_block(exec, static_cast<const T*>(data), w, static_cast<T*>(buf));
+    }
     pack_block(exec, static_cast<const T*>(data), w, static_cast<T*>(buf));
   }
   void unpack(const Exec& exec, void* data, const BlockWalk& w, const void* buf) const override {

@@ -1,0 +1,107 @@
+#pragma once
+/// \file
+/// The pack of a face that another process reads next (a node-shared send buffer), written
+/// with non-temporal stores on x86-64 hosts. Not public.
+///
+/// Why: the neighbour's unpack leaves the buffer's lines in its core's cache, so an ordinary
+/// store of the next pack must first fetch each line back and invalidate the neighbour's copy.
+/// Between cores of different core complexes or sockets that costs a fabric round trip per line:
+/// the pack ran at 4-7 GB/s where the same copy into lines of its own runs at 40-50 GB/s.
+/// A non-temporal store writes whole lines without fetching them (perf/RESULTS.md, "Streaming
+/// packs"). Other hosts and strided runs use ordinary stores.
+
+#include <khalo/detail/block.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace khalo::detail {
+
+/// Copies \p bytes from \p src to \p dst, the 16-byte-aligned part of dst with non-temporal
+/// stores. Those are weakly ordered: call stream_fence() before another thread or process may
+/// read dst.
+inline void stream_copy(void* dst, const void* src, std::size_t bytes) {
+#if defined(__SSE2__)
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  std::size_t head = (16 - (reinterpret_cast<std::uintptr_t>(d) & 15)) & 15;
+  if (head > bytes) head = bytes;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  bytes -= head;
+  for (; bytes >= 16; bytes -= 16, d += 16, s += 16) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  }
+  std::memcpy(d, s, bytes);
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+/// Orders the calling thread's earlier non-temporal stores before its later stores.
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+/// False when the environment turns streaming packs off for every Halo: KHALO_STREAM_PACKS=0
+/// (to compare with ordinary stores, e.g. where neighbouring ranks share a cache).
+inline bool stream_packs_allowed() {
+  const char* v = std::getenv("KHALO_STREAM_PACKS");
+  return v == nullptr || std::string(v) != "0";
+}
+
+/// Buffer bytes one work item of a streaming pack writes at least: its runs are consecutive in
+/// the buffer, and it fences once at its end.
+inline constexpr std::int64_t kStreamItemBytes = 64 * 1024;
+
+/// A host work item of stream_pack_block: runs [i * per_item, (i + 1) * per_item) of the walk.
+template <class T>
+struct StreamPackRuns {
+  const T* data;
+  T* buf;
+  BlockWalk w;
+  std::int64_t run, s, runs, per_item;
+  void operator()(const std::int64_t i) const {
+    const std::int64_t end = (i + 1) * per_item < runs ? (i + 1) * per_item : runs;
+    for (std::int64_t r = i * per_item; r < end; ++r) {
+      const T* from = data + w.run_offset(r);
+      if (s == 1) {
+        stream_copy(buf + r * run, from, static_cast<std::size_t>(run) * sizeof(T));
+      } else {
+        copy_run(buf + r * run, 1, from, s, run);
+      }
+    }
+    stream_fence();
+  }
+};
+
+/// pack_block for a buffer another process reads next (same kernel name, "khalo::pack"); host
+/// execution spaces only. On return
+/// (after exec.fence() where exec is asynchronous) the buffer is ordered before the caller's
+/// later stores, as pack_block's is.
+template <class Exec, class T>
+void stream_pack_block(const Exec& exec, const T* data, const BlockWalk& w, T* buf) {
+  static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible,
+                "a streaming pack runs on the host");
+  if (w.count == 0) return;
+  const std::int64_t run = w.run_length();
+  const std::int64_t runs = w.count / run;
+  const std::int64_t run_bytes = run * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t per_item = run_bytes >= kStreamItemBytes ? 1 : kStreamItemBytes / run_bytes;
+  Kokkos::parallel_for("khalo::pack", Kokkos::RangePolicy<Exec>(exec, 0, (runs + per_item - 1) / per_item),
+                       StreamPackRuns<T>{data, buf, w, run, w.run_stride(), runs, per_item});
+}
+
+}  // namespace khalo::detail
