@@ -16,10 +16,12 @@
 #include "halo_bench/cases.hpp"
 #include "halo_bench/check.hpp"
 #include "halo_bench/geometry.hpp"
+#include "halo_bench/line_latency.hpp"
 #include "halo_bench/profile.hpp"
 #include "halo_bench/schemes.hpp"
 
 #include <khalo/decomposition.hpp>
+#include <khalo/detail/stream_pack.hpp>  // stream_packs_allowed, for the records
 #include <khalo/halo.hpp>
 #include <khalo/layout.hpp>
 #include <khalo/runtime.hpp>
@@ -113,6 +115,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   check_schemes(dec, spec, c, geo, kh, naive, seed, dt, raw, world);
   const khalo::HaloStats one = check_stats(kh, geo, c, world);
   const std::int64_t want_bytes = geo.send_elems * F * static_cast<std::int64_t>(sizeof(T));
+  const double line_ns = line_latency_ns(world);  // where the two ranks' cores sit, now
 
   // ---- Timing: schemes take turns within each repetition. A slow scheme stops after
   // the repetitions that fit its time budget (at least min_reps): the same count on every rank.
@@ -209,10 +212,12 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   std::vector<Json> records;
   if (me != 0) return records;
   const double raw_t = spreads[5].median, naive_t = spreads[2].median;
-  std::printf("\n== %s  %s  %d ranks  field %s %s x%d, %zu split dim(s) (%s), messages up to %.1f KiB, %s boundary\n",
-              c.name.c_str(), c.layout.c_str(), nranks, shape_text(geo.padded).c_str(), sizeof(T) == 8 ? "f64" : "f32",
-              F, c.split.size(), khalo::ProcessGrid::shape_text(grid.dims()).c_str(), msg_bytes / 1024.0,
-              khalo::to_string(c.boundary).c_str());
+  std::printf(
+      "\n== %s  %s  %d ranks  field %s %s x%d, %zu split dim(s) (%s), messages up to %.1f KiB, %s boundary; a cache "
+      "line between ranks 0 and 1: %.0f ns one way\n",
+      c.name.c_str(), c.layout.c_str(), nranks, shape_text(geo.padded).c_str(), sizeof(T) == 8 ? "f64" : "f32", F,
+      c.split.size(), khalo::ProcessGrid::shape_text(grid.dims()).c_str(), msg_bytes / 1024.0,
+      khalo::to_string(c.boundary).c_str(), line_ns);
   std::printf("%-13s %11s %21s %10s %5s %9s %8s %9s\n", "scheme", "median ms", "q1 .. q3 ms", "min ms", "reps", "GB/s",
               "x raw", "naive/x");
   for (std::size_t s = 0; s < times.size(); ++s) {
@@ -242,7 +247,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"transport", khalo::to_string(opt.transport)},
               {"fill_every_exchange", opt.fill_every_exchange},
               {"in_place_min_run_bytes", opt.in_place_min_run_bytes},
-              {"shared_memory", opt.shared_memory}};
+              {"shared_memory", opt.shared_memory},
+              {"stream_packs", khalo::detail::stream_packs_allowed()},
+              {"line_latency_ns", line_ns}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
     if (times[s].scheme == "khalo") {
       j["profile"] = {{"exchange_s", breakdown[0]}, {"pack_s", breakdown[1]},          {"unpack_s", breakdown[2]},
@@ -291,13 +298,14 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       breakdown[5] * 1e3, breakdown[6] * 1e3, breakdown[0] * 1e3, start_spreads[1].median * 1e3, breakdown[7] * 1e3,
       breakdown[7] > 0 ? breakdown[1] / breakdown[7] : 0.0);
   std::printf(
-      "khalo's transport: %s, runs in place from %lld B, node-shared memory %s; rank 0 per exchange: %lld "
+      "khalo's transport: %s, runs in place from %lld B, node-shared memory %s (streamed packs %s); rank 0 per "
+      "exchange: %lld "
       "messages, %lld sent and %lld received through a derived datatype, %lld faces packed, %lld sent and %lld "
       "received through node-shared memory\n",
       khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
-      spec.shared_memory() ? "on" : "off", static_cast<long long>(all[2]), static_cast<long long>(all[8]),
-      static_cast<long long>(all[9]), static_cast<long long>(all[5]), static_cast<long long>(all[10]),
-      static_cast<long long>(all[11]));
+      spec.shared_memory() ? "on" : "off", khalo::detail::stream_packs_allowed() ? "on" : "off",
+      static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
+      static_cast<long long>(all[5]), static_cast<long long>(all[10]), static_cast<long long>(all[11]));
   if (c.show_stats) {
     std::printf("khalo HaloStats per exchange (after %lld timed exchanges: %lld new allocations)\n",
                 static_cast<long long>(exchanges), static_cast<long long>(alloc_timed));
