@@ -112,14 +112,15 @@ TEST(HaloTransport, SeveralFieldsArePacked) {
 }
 
 // NDHWC with D = 3: an H face is 3 runs of W * C floats. Runs of the threshold go in place, one
-// message each; one byte more of threshold and the face goes as one message.
+// message each; one byte more of threshold and the face goes as one message. (MPI's transports:
+// toward a neighbour that shares buffers the rule differs, see the next test.)
 TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
   const std::int64_t C = 64, D = 3, W = 64;  // a run is 16 KiB
   const std::int64_t run = C * W * static_cast<std::int64_t>(sizeof(float));
   for (const std::int64_t threshold : {run, run + 1}) {
     const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 2 * world_size() + 1, W});
     HaloSpec spec(1);
-    spec.set_in_place_min_run_bytes(threshold);
+    spec.set_in_place_min_run_bytes(threshold).set_shared_memory(false);
     auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
     khalo::test::fill_owned(v, dec, spec);
     khalo::Halo<Exec> halo(dec, spec, v);
@@ -132,6 +133,35 @@ TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
   }
   EXPECT_EQ(HaloSpec().in_place_min_run_bytes(), khalo::kDefaultInPlaceMinRunBytes);
   EXPECT_THROW(HaloSpec().set_in_place_min_run_bytes(0), std::invalid_argument);
+}
+
+// Toward a neighbour that shares buffers on the node (these ranks share one), runs go in place
+// only from kSharedInPlaceMinRunBytes (64 KiB) on, or from the caller's threshold when it is
+// larger: shorter runs are packed into the shared buffer, one face, no MPI rendezvous per run.
+TEST(HaloTransport, ShortRunsGoThroughNodeSharedBuffers) {
+  struct Face {
+    std::int64_t C, W, threshold;
+    bool in_place;
+  };
+  const std::int64_t D = 3;                                                      // an H face is D runs of W * C floats
+  for (const Face f : {Face{64, 64, khalo::kDefaultInPlaceMinRunBytes, false},   // 16 KiB
+                       Face{64, 255, khalo::kDefaultInPlaceMinRunBytes, false},  // a float short of 64 KiB
+                       Face{64, 256, khalo::kDefaultInPlaceMinRunBytes, true},   // 64 KiB
+                       Face{64, 256, 128 * 1024, false}}) {
+    const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, D, 2 * world_size() + 1, f.W});
+    HaloSpec spec(1);
+    spec.set_in_place_min_run_bytes(f.threshold);
+    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    khalo::test::fill_owned(v, dec, spec);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    halo.exchange(Exec(), v);
+    const std::string what = std::to_string(f.C * f.W * 4) + " B runs, threshold " + std::to_string(f.threshold);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0);
+    const int n = neighbours(dec, 3);
+    if (halo.staged()) continue;  // device memory: packed and staged, never shared
+    EXPECT_EQ(halo.stats().messages, f.in_place ? n * D : n) << what;
+    EXPECT_EQ(halo.stats().shared_sends, f.in_place ? 0 : n) << what;
+  }
 }
 
 // The automatic choice between MPI transports (between nodes, or without node-shared memory): a

@@ -132,6 +132,14 @@ struct TransportCost {
   }
 };
 
+/// Toward a neighbour that shares buffers on the node, automatic transport sends runs in place
+/// only from this size on (or the caller's threshold, when larger). In place pays MPI's
+/// rendezvous per run; the node-shared buffer pays two streamed copies and one empty message per
+/// face. Channels-last Wan faces of 4 runs of 39 KiB took 0.023 ms in place and 0.012-0.017 ms
+/// shared (raw MPI: 0.011-0.014); runs of 79 KiB were even, of 156-312 KiB in place won by up
+/// to 2x (perf/RESULTS.md, "Streaming packs").
+inline constexpr std::int64_t kSharedInPlaceMinRunBytes = 64 * 1024;
+
 /// Chooses the transport of each side of each message (see the file comment): in place where
 /// its runs allow, else a datatype where the model (or the caller) prefers it to a pack. A side
 /// whose runs the handshake later refuses falls back to its datatype, if it has one, else packs.
@@ -144,7 +152,11 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     m.datatype.reset();
     if (!o.zero_copy) return;
     const bool pack = o.choice.transport == Transport::pack;
-    m.runs = in_place_runs(m, types, pack ? INT64_MAX : o.choice.in_place_min_run_bytes);
+    const bool shared =
+        o.choice.transport == Transport::automatic && !o.shares.empty() && o.shares[static_cast<std::size_t>(m.peer)];
+    const std::int64_t min_run =
+        shared ? std::max(o.choice.in_place_min_run_bytes, kSharedInPlaceMinRunBytes) : o.choice.in_place_min_run_bytes;
+    m.runs = in_place_runs(m, types, pack ? INT64_MAX : min_run);
     // A datatype describes one field's memory: a message of several fields is packed.
     if (pack || !o.host_memory || m.segments.size() != 1) return;
     const Segment& s = m.segments.front();
@@ -152,8 +164,6 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     if (w.count == 0 || m.bytes > static_cast<std::size_t>(INT_MAX)) return;
     const std::int64_t runs = w.count / w.run_length();
     const auto bytes = static_cast<std::int64_t>(m.bytes);
-    const bool shared =
-        o.choice.transport == Transport::automatic && !o.shares.empty() && o.shares[static_cast<std::size_t>(m.peer)];
     if (shared) return;
     if (o.choice.transport == Transport::datatype || cost.datatype(runs, bytes) < cost.pack(runs, bytes)) {
       m.datatype = datatype_of(w, types[static_cast<std::size_t>(s.field)].elem_size);
