@@ -116,17 +116,25 @@ void check_pack_unpack_zero(const Array& a, const Block& b, bool merge, PieceSch
   ASSERT_EQ(out, want);
 }
 
-TEST(Block, PackUnpackZeroMatchTheReferenceOnRandomBlocks) {
-  std::mt19937 rng(20261128);
-  for (int trial = 0; trial < 400; ++trial) {
-    const Array a = random_array(rng, 7);
+// Calls check(array, block) on \p trials random blocks of random arrays (extents up to \p max_extent).
+template <class Check>
+void on_random_blocks(unsigned seed, int trials, int max_extent, const Check& check) {
+  std::mt19937 rng(seed);
+  for (int trial = 0; trial < trials; ++trial) {
+    const Array a = random_array(rng, max_extent);
     const Block b = random_block(rng, a);
     SCOPED_TRACE("trial " + std::to_string(trial));
+    check(a, b);
+  }
+}
+
+TEST(Block, PackUnpackZeroMatchTheReferenceOnRandomBlocks) {
+  on_random_blocks(20261128, 400, 7, [](const Array& a, const Block& b) {
     for (auto schedule : kSchedules) {
       check_pack_unpack_zero(a, b, true, schedule);
       check_pack_unpack_zero(a, b, false, schedule);
     }
-  }
+  });
 }
 
 TEST(Block, LongRunsSplitIntoSeveralWorkItemsStayWhole) {
@@ -160,16 +168,12 @@ void check_stream_pack(const Array& a, const Block& b, std::size_t misalign) {
 }
 
 TEST(Block, StreamPackWritesWhatPackWrites) {
-  std::mt19937 rng(20261201);
-  for (int trial = 0; trial < 300; ++trial) {
-    const Array a = random_array(rng, 9);
-    const Block b = random_block(rng, a);
-    SCOPED_TRACE("trial " + std::to_string(trial));
+  on_random_blocks(20261201, 300, 9, [](const Array& a, const Block& b) {
     for (std::size_t misalign : {0, 1, 3}) {
       check_stream_pack<float>(a, b, misalign);
       check_stream_pack<double>(a, b, misalign);
     }
-  }
+  });
   for (std::int64_t w : {40000, 70001}) {  // runs of 160-560 KB
     Array a{{3, w}, {w + 5, 1}, {0, 1}, 3 * (w + 5)};
     check_stream_pack<float>(a, Block{{0, 1}, {3, w - 2}}, 1);
