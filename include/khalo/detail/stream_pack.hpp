@@ -5,10 +5,11 @@
 ///
 /// Why: the neighbour's unpack leaves the buffer's lines in its core's cache, so an ordinary
 /// store of the next pack must first fetch each line back and invalidate the neighbour's copy.
-/// Between cores of different core complexes or sockets that costs a fabric round trip per line:
-/// the pack ran at 4-7 GB/s where the same copy into lines of its own runs at 40-50 GB/s.
-/// A non-temporal store writes whole lines without fetching them (perf/RESULTS.md, "Streaming
-/// packs"). Other hosts and strided runs use ordinary stores.
+/// Between cores of different core complexes or sockets that costs a fabric round trip per line.
+/// A non-temporal store writes whole lines without fetching them: the Wan faces' packs ran at
+/// 5.6-7.8 GB/s with ordinary stores and at 19-34 GB/s streamed (bench_halo --only wan with
+/// KHALO_STREAM_PACKS=0 and 1; perf/RESULTS.md, "Streaming packs"). Other hosts and strided
+/// runs use ordinary stores.
 
 #include <khalo/detail/block.hpp>
 
@@ -88,9 +89,8 @@ struct StreamPackRuns {
 };
 
 /// pack_block for a buffer another process reads next (same kernel name, "khalo::pack"); host
-/// execution spaces only. On return
-/// (after exec.fence() where exec is asynchronous) the buffer is ordered before the caller's
-/// later stores, as pack_block's is.
+/// execution spaces only. On return (after exec.fence() where exec is asynchronous) the buffer
+/// is ordered before the caller's later stores, as pack_block's is.
 template <class Exec, class T>
 void stream_pack_block(const Exec& exec, const T* data, const BlockWalk& w, T* buf) {
   static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible,
