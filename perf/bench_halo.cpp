@@ -21,7 +21,7 @@
 #include "halo_bench/schemes.hpp"
 
 #include <khalo/decomposition.hpp>
-#include <khalo/detail/stream_pack.hpp>  // stream_packs_allowed, for the records
+#include <khalo/detail/halo/store_choice.hpp>  // store_policy, for the records
 #include <khalo/halo.hpp>
 #include <khalo/layout.hpp>
 #include <khalo/runtime.hpp>
@@ -248,7 +248,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"fill_every_exchange", opt.fill_every_exchange},
               {"in_place_min_run_bytes", opt.in_place_min_run_bytes},
               {"shared_memory", opt.shared_memory},
-              {"stream_packs", khalo::detail::stream_packs_allowed()},
+              {"stream_packs", khalo::detail::to_string(khalo::detail::store_policy())},
               {"line_latency_ns", line_ns}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
     if (times[s].scheme == "khalo") {
@@ -298,12 +298,13 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       breakdown[5] * 1e3, breakdown[6] * 1e3, breakdown[0] * 1e3, start_spreads[1].median * 1e3, breakdown[7] * 1e3,
       breakdown[7] > 0 ? breakdown[1] / breakdown[7] : 0.0);
   std::printf(
-      "khalo's transport: %s, runs in place from %lld B, node-shared memory %s (streamed packs %s); rank 0 per "
+      "khalo's transport: %s, runs in place from %lld B, node-shared memory %s (stores of packs another process reads: "
+      "%s); rank 0 per "
       "exchange: %lld "
       "messages, %lld sent and %lld received through a derived datatype, %lld faces packed, %lld sent and %lld "
       "received through node-shared memory\n",
       khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
-      spec.shared_memory() ? "on" : "off", khalo::detail::stream_packs_allowed() ? "on" : "off",
+      spec.shared_memory() ? "on" : "off", khalo::detail::to_string(khalo::detail::store_policy()),
       static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
       static_cast<long long>(all[5]), static_cast<long long>(all[10]), static_cast<long long>(all[11]));
   if (c.show_stats) {

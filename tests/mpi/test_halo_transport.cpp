@@ -2,12 +2,15 @@
 // fills the same ghost layers on every layout; each side of a message chooses on its own; runs
 // from the in-place threshold on go in place; the automatic choice follows the cost model.
 #include <halo_oracle.hpp>
+#include <khalo/detail/halo/single_copy.hpp>
+#include <khalo/detail/halo/transport.hpp>
 #include <khalo/halo.hpp>
 #include <test_views.hpp>
 
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -190,6 +193,77 @@ TEST(HaloTransport, AutomaticFollowsTheCostModel) {
     EXPECT_EQ(halo.stats().faces_packed, datatype ? 0 : n) << f.C << " x " << f.W;
     EXPECT_EQ(halo.stats().shared_sends, f.shared_memory && !halo.staged() ? n : 0) << f.C << " x " << f.W;
   }
+}
+
+// Which packs stream (stream_pack.hpp): those another process reads next. A shared face does;
+// a face packed for MPI does when its peer is on this node and MPI copies it by the receiver's
+// single copy (from single_copy_from bytes on); a face in place, or toward another node, never.
+TEST(HaloTransport, PacksReadByAnotherProcessStream) {
+  khalo::detail::Phase ph;
+  auto send = [&](int peer, std::size_t bytes, bool shared, bool in_place) {
+    khalo::detail::Message m;
+    m.peer = peer;
+    m.bytes = bytes;
+    m.shared = shared;
+    if (in_place) m.runs.push_back({0, 0, static_cast<int>(bytes)});
+    ph.sends.push_back(m);
+  };
+  send(1, 100, true, false);       // shared
+  send(1, 8192, false, false);     // on node, single copy
+  send(1, 4096, false, false);     // on node, below the single copy: the sender copies it
+  send(2, 1 << 20, false, false);  // another node
+  send(1, 1 << 20, false, true);   // in place
+  std::vector<khalo::detail::Phase> phases{ph};
+  khalo::detail::choose_streaming(phases, {true, true, false}, [] { return std::size_t{4097}; });
+  std::vector<bool> streamed;
+  for (const auto& m : phases[0].sends) streamed.push_back(m.stream);
+  EXPECT_EQ(streamed, (std::vector<bool>{true, true, false, false, false}));
+  khalo::detail::choose_streaming(phases, {}, [] { return std::size_t{4097}; });  // nobody known on this node
+  EXPECT_TRUE(phases[0].sends[0].stream);
+  EXPECT_FALSE(phases[0].sends[1].stream);
+  khalo::detail::choose_streaming(phases, {true, true, false}, [] { return khalo::detail::kNoSingleCopy; });
+  EXPECT_FALSE(phases[0].sends[1].stream);
+  // MPI is asked (MPI_T, slow to start) only for a packed face toward this node that is not shared.
+  int asked = 0;
+  phases[0].sends.erase(phases[0].sends.begin() + 1, phases[0].sends.begin() + 3);
+  khalo::detail::choose_streaming(phases, {true, true, false}, [&] { return ++asked, std::size_t{0}; });
+  EXPECT_EQ(asked, 0);
+}
+
+// MPI's single copy, from its control variables: the mechanism by name, the same component's
+// eager limit (messages up to it the sender copies); "none", or no such variable: never.
+TEST(HaloTransport, SingleCopyFromMpiControlVariables) {
+  using khalo::detail::kNoSingleCopy;
+  using khalo::detail::single_copy_min_bytes;
+  EXPECT_EQ(single_copy_min_bytes({{"btl_vader_single_copy_mechanism", "cma"},
+                                   {"btl_vader_eager_limit", "4096"},
+                                   {"btl_tcp_eager_limit", "65536"}}),
+            4097u);
+  EXPECT_EQ(single_copy_min_bytes({{"btl_sm_single_copy_mechanism", "xpmem"}, {"btl_sm_eager_limit", "8192"}}), 8193u);
+  EXPECT_EQ(single_copy_min_bytes({{"btl_vader_single_copy_mechanism", "none"}, {"btl_vader_eager_limit", "4096"}}),
+            kNoSingleCopy);
+  EXPECT_EQ(single_copy_min_bytes({{"btl_vader_single_copy_mechanism", "cma"}}), kNoSingleCopy);
+  EXPECT_EQ(single_copy_min_bytes({{"btl_tcp_eager_limit", "65536"}}), kNoSingleCopy);
+  // This MPI: with Open MPI's shared-memory transport loaded (2 ranks or more), MPI_T names its
+  // mechanism and that component's eager limit, whatever their values.
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(version, &len);
+  if (world_size() < 2 || std::string(version).find("Open MPI") == std::string::npos) {
+    GTEST_SKIP() << "Open MPI on 2 ranks or more";
+  }
+  const auto cvars = khalo::detail::single_copy_control_variables();
+  const std::string mechanism = "single_copy_mechanism";
+  int named = 0;
+  for (const auto& [name, value] : cvars) {
+    const auto at = name.find(mechanism);
+    if (at == std::string::npos) continue;
+    named += 1;
+    const auto eager = cvars.find(name.substr(0, at) + "eager_limit");
+    ASSERT_NE(eager, cvars.end()) << name;
+    EXPECT_GT(std::stoll(eager->second), 0) << eager->first;
+  }
+  EXPECT_GE(named, 1);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // blocks of random padded, permuted arrays, and on runs long enough to be
 // split into several work items.
 #include <khalo/detail/block.hpp>
+#include <khalo/detail/halo/store_choice.hpp>
 #include <khalo/detail/stream_pack.hpp>
 
 #include <gtest/gtest.h>
@@ -252,6 +253,53 @@ TEST(Block, CopyBlockBetweenArraysOfDifferentPadding) {
       Exec().fence();
       ASSERT_EQ(out, want) << "trial " << trial;
     }
+  }
+}
+
+// The kind of store of packs another process reads (halo/store_choice.hpp): streaming first, a
+// probe of the other kind after kFirstProbeAfter exchanges and then every kProbeEvery, and the
+// kind whose fastest pack was faster kept; KHALO_STREAM_PACKS=0 / 1 fix the kind.
+TEST(StoreChoice, KeepsTheFasterKind) {
+  using khalo::detail::StoreChoice;
+  using khalo::detail::StorePolicy;
+  // The kinds (1: streaming) of \p n exchanges whose packs take cost(kind, exchange) s per byte.
+  auto run = [](StoreChoice& c, int n, auto cost) {
+    std::vector<int> kinds;
+    for (int i = 0; i < n; ++i) {
+      kinds.push_back(c.stream() ? 1 : 0);
+      c.record(cost(c.stream(), i));
+    }
+    return kinds;
+  };
+  const int first = StoreChoice::kFirstProbeAfter;
+  const int every = StoreChoice::kProbeEvery;
+  const int probe = StoreChoice::kProbeLength;
+  const int start = first + probe;           // the first probe's end: ordinary from here
+  const int second = start + every - probe;  // the second probe (streaming), still slower
+  const int third = second + every;          // the third, from which streaming is faster
+  {  // Ordinary stores are faster until the second probe has ended, then streaming is.
+    StoreChoice c;
+    const int change = second + probe;
+    const auto kinds = run(c, 3 * every, [&](bool stream, int i) { return stream == (i >= change) ? 1.0 : 2.0; });
+    std::vector<int> want;
+    for (int i = 0; i < 3 * every; ++i) {
+      const bool probing =
+          (i >= first && i < start) || (i >= second && i < second + probe) || (i >= third && i < third + probe);
+      const int best = i < start ? 1 : i < third + probe ? 0 : 1;
+      want.push_back(probing ? 1 - best : best);
+    }
+    EXPECT_EQ(kinds, want);
+  }
+  {  // One slow outlier of the kind in use does not make it lose: its fastest pack counts.
+    StoreChoice c;
+    const auto kinds = run(c, every, [&](bool stream, int i) { return stream ? (i == first - 1 ? 9.0 : 1.0) : 1.5; });
+    EXPECT_EQ(std::count(kinds.begin(), kinds.end(), 0), probe);
+  }
+  for (const auto policy : {StorePolicy::ordinary, StorePolicy::stream}) {
+    StoreChoice c(policy);
+    const auto kinds = run(c, 2 * every, [](bool stream, int) { return stream ? 2.0 : 1.0; });
+    EXPECT_EQ(std::count(kinds.begin(), kinds.end(), policy == StorePolicy::stream ? 1 : 0), 2 * every)
+        << khalo::detail::to_string(policy);
   }
 }
 

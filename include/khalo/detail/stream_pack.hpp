@@ -1,15 +1,15 @@
 #pragma once
 /// \file
-/// The pack of a face that another process reads next (a node-shared send buffer), written
-/// with non-temporal stores on x86-64 hosts. Not public.
+/// The pack of a face that another process reads next (a node-shared send buffer, or a send
+/// buffer that MPI's on-node single copy reads: halo/single_copy.hpp), written with
+/// non-temporal stores on x86-64 hosts. Not public.
 ///
-/// Why: the neighbour's unpack leaves the buffer's lines in its core's cache, so an ordinary
+/// Why: the neighbour's read leaves the buffer's lines in its core's cache, so an ordinary
 /// store of the next pack must first fetch each line back and invalidate the neighbour's copy.
-/// Between cores of different core complexes or sockets that costs a fabric round trip per line.
-/// A non-temporal store writes whole lines without fetching them: the Wan faces' packs ran at
-/// 5.6-7.8 GB/s with ordinary stores and at 19-34 GB/s streamed (bench_halo --only wan with
-/// KHALO_STREAM_PACKS=0 and 1; perf/RESULTS.md, "Streaming packs"). Other hosts and strided
-/// runs use ordinary stores.
+/// Between cores of different core complexes or sockets that costs a fabric round trip per line;
+/// a non-temporal store writes whole lines without fetching them. Where the two cores share a
+/// cache the ordinary store is faster: halo/store_choice.hpp measures which. Other hosts and
+/// strided runs use ordinary stores.
 
 #include <khalo/detail/block.hpp>
 
@@ -17,9 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -54,13 +52,6 @@ inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
-}
-
-/// False when the environment turns streaming packs off for every Halo: KHALO_STREAM_PACKS=0
-/// (to compare with ordinary stores, e.g. where neighbouring ranks share a cache).
-inline bool stream_packs_allowed() {
-  const char* v = std::getenv("KHALO_STREAM_PACKS");
-  return v == nullptr || std::string(v) != "0";
 }
 
 /// Buffer bytes one work item of a streaming pack writes at least: its runs are consecutive in

@@ -8,6 +8,7 @@
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/plan.hpp>
+#include <khalo/detail/halo/single_copy.hpp>
 #include <khalo/detail/halo/transport.hpp>
 #include <khalo/detail/mpi_error.hpp>
 #include <khalo/halo_spec.hpp>
@@ -68,10 +69,11 @@ class HaloEngine {
         types_(std::move(types)),
         options_(options),
         planner_(std::move(planner)) {
-    // Collective (every rank has the same options and environment): which ranks can share
-    // buffers with this one.
-    if (kHost && options_.shared_memory && shared_memory_allowed() && !options_.stage) {
-      shares_ = ranks_on_my_node(comm_.get());
+    // Collective (every rank has the same options and environment): which ranks are on this
+    // node, and which of them can share buffers with this one.
+    if (kHost && !options_.stage) {
+      on_node_ = ranks_on_my_node(comm_.get());
+      if (options_.shared_memory && shared_memory_allowed()) shares_ = on_node_;
     }
   }
 
@@ -131,6 +133,8 @@ class HaloEngine {
     if (!shares_.empty()) {
       share_on_node(comm_.get(), shares_, plan.phases, plan.buffers.send_segment, plan.buffers.mapped);
     }
+    choose_streaming(plan.phases, on_node_, [] { return single_copy_min_bytes(); });
+    plan.stores.assign(plan.phases.size(), StoreChoice(store_policy_));
     allocating([&] { allocate_recv(plan); });
     throw_if_any<std::runtime_error>(comm_.get(), error);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
@@ -290,18 +294,26 @@ class HaloEngine {
         post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
       }
     }
+    StoreChoice& stores = current_->stores[p];
+    bool timed = false;  // some pack here may stream: time them all
+    std::size_t packed = 0;
+    const auto start = StoreChoice::Clock::now();
     for (const auto& m : ph.sends) {
       if (!m.packed()) continue;
+      timed = timed || m.stream;
       for (const auto& s : m.segments) {
-        types_[static_cast<std::size_t>(s.field)].kernels->pack(
-            exec, field_bytes(s.field), s.walk, b.send.data() + m.buffer_offset + s.offset, m.shared && stream_packs_);
+        types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
+                                                                b.send.data() + m.buffer_offset + s.offset,
+                                                                m.stream && stores.stream());
         ++stats_.faces_packed;
-        stats_.bytes_packed += static_cast<std::int64_t>(s.bytes);
+        packed += s.bytes;
       }
     }
+    stats_.bytes_packed += static_cast<std::int64_t>(packed);
     // MPI reads the send buffer (or the View) from here on, and node neighbours read shared
     // faces once told: fence this instance only.
     exec.fence();
+    if (timed) stores.record(start, packed);
     std::atomic_thread_fence(std::memory_order_release);
     if (options_.stage && b.send.extent(0) > 0) {
       Kokkos::deep_copy(exec, b.send_host, b.send);
@@ -426,9 +438,10 @@ class HaloEngine {
   bool in_flight_ = false;
   bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
   Planner planner_;
-  std::vector<bool> shares_;                    // per rank: on this node, so packed faces go through shared buffers
-  bool stream_packs_ = stream_packs_allowed();  // shared faces are packed with non-temporal stores
-  std::optional<Decomposition> dec_;            // khalo::Halo's
+  std::vector<bool> on_node_;                  // per rank: on this node (host memory, not staged)
+  std::vector<bool> shares_;                   // per rank: on this node, so packed faces go through shared buffers
+  StorePolicy store_policy_ = store_policy();  // faces read next by another process: their stores
+  std::optional<Decomposition> dec_;           // khalo::Halo's
   HaloStats stats_;
 };
 

@@ -47,6 +47,7 @@ struct Message {
   std::shared_ptr<const MpiType> datatype;     // else, when set: one MPI message described by it
   std::size_t buffer_offset = 0;               // else: in the phase's send or receive buffer
   bool shared = false;                         // packed and shared, on both sides
+  bool stream = false;                         // sender, packed: with non-temporal stores (stream_pack.hpp)
   const unsigned char* shared_from = nullptr;  // a shared receive: the face in the sender's buffer
   bool in_place() const { return !runs.empty(); }
   bool by_datatype() const { return runs.empty() && datatype != nullptr; }

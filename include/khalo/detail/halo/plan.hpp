@@ -4,13 +4,15 @@
 /// send and receive buffers that persist across exchanges. The rooms: fields (fields.hpp),
 /// messages and fills (messages.hpp), boundary policies (boundary.hpp), phase geometry
 /// (phases.hpp), validation (validate.hpp), the in-place handshake
-/// (handshake.hpp), and the MPI engine that runs a plan (engine.hpp). Not public.
+/// (handshake.hpp), the kind of store of packs (store_choice.hpp), and the MPI engine that runs
+/// a plan (engine.hpp). Not public.
 
 #include <khalo/detail/halo/fields.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/phases.hpp>
+#include <khalo/detail/halo/store_choice.hpp>
 #include <khalo/detail/halo/validate.hpp>
 #include <khalo/detail/staging.hpp>
 
@@ -38,6 +40,7 @@ template <class MemSpace>
 struct ShapePlan {
   std::vector<Phase> phases;
   Buffers<MemSpace> buffers;
+  std::vector<StoreChoice> stores;         // per phase: the kind of store of the packs another process reads
   std::vector<std::vector<void*>> zeroed;  // with HaloSpec::zero_fill_once: the Views whose open sides are zeroed
 };
 

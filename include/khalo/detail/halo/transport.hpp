@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -172,6 +173,20 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
   for (auto& ph : phases) {
     for (auto& m : ph.sends) choose(m);
     for (auto& m : ph.recvs) choose(m);
+  }
+}
+
+/// Which packed sends stream past the cache (stream_pack.hpp): those that another process reads
+/// next, from a node-shared buffer, or by MPI's on-node single copy from single_copy_from()
+/// bytes on (single_copy.hpp; asked only when a packed face goes to MPI toward this node).
+/// \p on_node: per rank, empty when not known.
+template <class SingleCopyFrom>
+void choose_streaming(std::vector<Phase>& phases, const std::vector<bool>& on_node, SingleCopyFrom&& single_copy_from) {
+  for (auto& ph : phases) {
+    for (auto& m : ph.sends) {
+      const bool near = !on_node.empty() && on_node[static_cast<std::size_t>(m.peer)];
+      m.stream = m.packed() && (m.shared || (near && m.bytes >= single_copy_from()));
+    }
   }
 }
 

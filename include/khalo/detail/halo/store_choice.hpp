@@ -1,0 +1,95 @@
+#pragma once
+/// \file
+/// Whether a phase's packs that another process reads next (Message::stream) use non-temporal
+/// stores (stream_pack.hpp) or ordinary ones, chosen from their measured time. Not public.
+///
+/// Why measured: which is faster depends on where the two processes run, not on the data.
+/// Between cores that share no cache (other core complexes or sockets) an ordinary store first
+/// fetches each line back from the reader's cache, and the streamed pack was 1.3-2x faster.
+/// Between cores that share their last-level cache the ordinary pack stays in that cache, and
+/// the streamed one, which goes to memory, was 1.2-1.5x slower (bench_halo; perf/RESULTS.md,
+/// "Streaming packs"). A virtual machine's vCPUs may move from one case to the other while a
+/// job runs.
+///
+/// How: a phase packs with one kind of store, streaming at first. Every kProbeEvery exchanges
+/// (the first time after kFirstProbeAfter) it packs kProbeLength exchanges with the other kind,
+/// then keeps the kind whose fastest pack (time per byte) was lower: of the probe, or of the
+/// kProbeLength exchanges just before it. The fastest, because a slower pack was interrupted or
+/// cold; just before, so that both kinds are timed where the processes now run.
+/// KHALO_STREAM_PACKS=1 or 0 fixes the kind instead (streaming or ordinary), to compare.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+namespace khalo::detail {
+
+enum class StorePolicy { ordinary, stream, measured };
+
+/// KHALO_STREAM_PACKS: "0" ordinary stores, "1" streaming ones, unset or anything else measured.
+inline StorePolicy store_policy() {
+  const char* v = std::getenv("KHALO_STREAM_PACKS");
+  if (v != nullptr && std::string(v) == "0") return StorePolicy::ordinary;
+  if (v != nullptr && std::string(v) == "1") return StorePolicy::stream;
+  return StorePolicy::measured;
+}
+
+inline const char* to_string(StorePolicy p) {
+  return p == StorePolicy::ordinary ? "ordinary" : p == StorePolicy::stream ? "stream" : "measured";
+}
+
+class StoreChoice {
+ public:
+  // A probe costs ~1% over kProbeEvery exchanges where the other kind's pack is 5x slower. The
+  // first waits out the cold exchanges (first touch, the reader's first reads): at exchange 2 a
+  // Wan face's streamed pack still ran at 6 GB/s, then at 37.
+  static constexpr int kProbeEvery = 128;
+  static constexpr int kProbeLength = 2;
+  static constexpr int kFirstProbeAfter = 16;
+
+  explicit StoreChoice(StorePolicy policy = StorePolicy::measured)
+      : policy_(policy), best_(policy != StorePolicy::ordinary) {}
+
+  /// The kind of store this exchange's packs use: true for streaming.
+  bool stream() const { return probing() ? !best_ : best_; }
+
+  using Clock = std::chrono::steady_clock;
+
+  /// This exchange's packs, \p bytes, ran from \p start until now.
+  void record(Clock::time_point start, std::size_t bytes) {
+    if (bytes > 0) record(std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(bytes));
+  }
+
+  /// This exchange's packs took \p seconds_per_byte; the next exchange may use the other kind.
+  void record(double seconds_per_byte) {
+    if (policy_ != StorePolicy::measured) return;
+    if (probing()) {
+      probe_ = std::min(probe_, seconds_per_byte);
+    } else if (count_ >= probe_start_ - kProbeLength) {
+      before_ = std::min(before_, seconds_per_byte);
+    }
+    ++count_;
+    if (count_ == probe_end()) {
+      if (probe_ < before_) best_ = !best_;
+      before_ = std::numeric_limits<double>::infinity();
+      probe_ = std::numeric_limits<double>::infinity();
+      probe_start_ = count_ + kProbeEvery - kProbeLength;
+    }
+  }
+
+ private:
+  long probe_end() const { return probe_start_ + kProbeLength; }
+  bool probing() const { return policy_ == StorePolicy::measured && count_ >= probe_start_ && count_ < probe_end(); }
+
+  StorePolicy policy_;
+  bool best_;       // the kind in use outside probes
+  long count_ = 0;  // exchanges recorded
+  long probe_start_ = kFirstProbeAfter;
+  double before_ = std::numeric_limits<double>::infinity();  // fastest of the kProbeLength packs before the probe
+  double probe_ = std::numeric_limits<double>::infinity();   // fastest of the probe's
+};
+
+}  // namespace khalo::detail
