@@ -49,8 +49,8 @@ inline std::size_t single_copy_min_bytes(const std::map<std::string, std::string
 }
 
 /// Reads the control variables whose names end in `single_copy_mechanism` or `eager_limit`
-/// (integers of any width, and enumerations, of one value) through MPI_T. Empty when the tool interface is
-/// not there. Local: no communication.
+/// (integers of any width, and enumerations, of one value) through MPI_T. Empty when the tool
+/// interface is not there. Local: no communication.
 inline std::map<std::string, std::string> single_copy_control_variables() {
   std::map<std::string, std::string> out;
   int provided = 0;
@@ -131,7 +131,7 @@ inline std::map<std::string, std::string> single_copy_control_variables() {
 
 /// This process's MPI: the smallest on-node message its receiver copies out of the sender's
 /// memory, or kNoSingleCopy. Asked once per process, after MPI_Init: the transport does not
-/// change, and Open MPI 4.1's MPI_T_init_thread alone takes ~0.2 s (AMD EPYC Zen 5).
+/// change, and Open MPI 4.1's MPI_T_init_thread alone takes a fifth of a second.
 inline std::size_t single_copy_min_bytes() {
   static const std::size_t from = single_copy_min_bytes(single_copy_control_variables());
   return from;

@@ -43,9 +43,9 @@ inline const char* to_string(StorePolicy p) {
 
 class StoreChoice {
  public:
-  // A probe costs ~1% over kProbeEvery exchanges where the other kind's pack is 5x slower. The
-  // first waits out the cold exchanges (first touch, the reader's first reads): at exchange 2 a
-  // Wan face's streamed pack still ran at 6 GB/s, then at 37.
+  // Where the other kind's pack is 5x slower, a probe adds 2 x 4 / 128 = 6% to the packs' time
+  // (a pack is a fraction of an exchange). The first probe waits out the cold exchanges (first
+  // touch, the reader's first reads), in which a streamed pack may lose to a warm ordinary one.
   static constexpr int kProbeEvery = 128;
   static constexpr int kProbeLength = 2;
   static constexpr int kFirstProbeAfter = 16;
