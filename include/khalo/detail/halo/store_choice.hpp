@@ -5,11 +5,10 @@
 ///
 /// Why measured: which is faster depends on where the two processes run, not on the data.
 /// Between cores that share no cache (other core complexes or sockets) an ordinary store first
-/// fetches each line back from the reader's cache, and the streamed pack was 1.3-2x faster.
-/// Between cores that share their last-level cache the ordinary pack stays in that cache, and
-/// the streamed one, which goes to memory, was 1.2-1.5x slower (bench_halo; perf/RESULTS.md,
-/// "Streaming packs"). A virtual machine's vCPUs may move from one case to the other while a
-/// job runs.
+/// fetches each line back from the reader's cache, and the streamed pack is faster. Between
+/// cores that share their last-level cache the ordinary pack stays in that cache, and the
+/// streamed one, which goes to memory, is slower (bench_halo; perf/RESULTS.md, "Which stores a
+/// pack uses"). A virtual machine's vCPUs may move from one case to the other while a job runs.
 ///
 /// How: a phase packs with one kind of store, streaming at first. Every kProbeEvery exchanges
 /// (the first time after kFirstProbeAfter) it packs kProbeLength exchanges with the other kind,
