@@ -190,7 +190,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     start_spreads.push_back(khalo_perf::spread_of(khalo_perf::max_over_ranks(st.t_start, comm)));
   }
   // Per-rank counters (per exchange) for the table of open sides.
-  constexpr std::size_t kCounters = 12;
+  constexpr std::size_t kCounters = 14;
   std::int64_t mine[kCounters] = {geo.phases[0].low != MPI_PROC_NULL,
                                   geo.phases[0].high != MPI_PROC_NULL,
                                   one.messages,
@@ -202,7 +202,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                                   one.datatype_sends,
                                   one.datatype_recvs,
                                   one.shared_sends,
-                                  one.shared_recvs};
+                                  one.shared_recvs,
+                                  timed.faces_packed,
+                                  timed.faces_streamed};
   std::vector<std::int64_t> all(kCounters * static_cast<std::size_t>(nranks));
   BENCH_MPI(MPI_Gather(mine, kCounters, MPI_INT64_T, all.data(), kCounters, MPI_INT64_T, 0, comm));
   std::int64_t alloc_timed = timed.allocations;
@@ -268,6 +270,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       j["profile"]["per_rank"] = ranks;
       j["allocations_while_timed"] = alloc_timed;
       // HaloStats of one exchange on every rank: an open side adds no message and no packed byte.
+      // "_while_timed": over every exchange since the warm-up (which kind of store the packs used).
       Json per_rank = Json::array();
       for (int r = 0; r < nranks; ++r) {
         const std::int64_t* v = &all[kCounters * static_cast<std::size_t>(r)];
@@ -282,7 +285,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                             {"datatype_sends", v[8]},
                             {"datatype_recvs", v[9]},
                             {"shared_sends", v[10]},
-                            {"shared_recvs", v[11]}});
+                            {"shared_recvs", v[11]},
+                            {"faces_packed_while_timed", v[12]},
+                            {"faces_streamed_while_timed", v[13]}});
       }
       j["stats_per_exchange"] = per_rank;
     }

@@ -131,6 +131,7 @@ class HaloSpec {
 /// A side with no neighbour adds nothing to any of them.
 struct HaloStats {
   std::int64_t faces_packed = 0;    ///< blocks copied into a send buffer by a pack kernel
+  std::int64_t faces_streamed = 0;  ///< of those, packed with non-temporal stores for another process (docs/halo.md §7)
   std::int64_t bytes_packed = 0;    ///< bytes those kernels wrote
   std::int64_t bytes_sent = 0;      ///< bytes handed to MPI for sending
   std::int64_t bytes_received = 0;  ///< bytes received from MPI
@@ -141,6 +142,23 @@ struct HaloStats {
   std::int64_t datatype_recvs = 0;  ///< messages received through a derived datatype (no unpack)
   std::int64_t shared_sends = 0;    ///< of the messages, faces packed into a node-shared buffer (no bytes through MPI)
   std::int64_t shared_recvs = 0;    ///< faces unpacked from a neighbour's node-shared buffer
+
+  /// Adds \p o's counters, every one of them: the sum over several plans (a layer's, a decoder's).
+  HaloStats& operator+=(const HaloStats& o) {
+    faces_packed += o.faces_packed;
+    faces_streamed += o.faces_streamed;
+    bytes_packed += o.bytes_packed;
+    bytes_sent += o.bytes_sent;
+    bytes_received += o.bytes_received;
+    messages += o.messages;
+    allocations += o.allocations;
+    fills += o.fills;
+    datatype_sends += o.datatype_sends;
+    datatype_recvs += o.datatype_recvs;
+    shared_sends += o.shared_sends;
+    shared_recvs += o.shared_recvs;
+    return *this;
+  }
 };
 
 }  // namespace khalo

@@ -100,6 +100,7 @@ class PyHalo final : public Resource {
     const khalo::HaloStats& s = halo("Halo.stats").stats();
     py::dict d;
     d["faces_packed"] = s.faces_packed;
+    d["faces_streamed"] = s.faces_streamed;
     d["bytes_packed"] = s.bytes_packed;
     d["bytes_sent"] = s.bytes_sent;
     d["bytes_received"] = s.bytes_received;

@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace {
 
 using khalo::HaloSpec;
@@ -85,6 +88,47 @@ TEST(HaloStats, SharedMemoryOffSendsPackedFacesThroughMPI) {
     EXPECT_EQ(s.shared_sends + s.shared_recvs, shared && !halo.staged() ? 8 * n : 0) << shared;
     EXPECT_EQ(s.allocations, packing_buffers(halo, n, shared)) << shared;
   }
+}
+
+// Which packs streamed past the cache (docs/halo.md §7): faces packed into a node-shared buffer,
+// every one with KHALO_STREAM_PACKS=1, none with 0. Measured (unset): streaming for the first
+// 16 exchanges, then a probe of ordinary stores for 2.
+TEST(HaloStats, CountsStreamedPacks) {
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 3, 2, 3 * world_size() + 1, 5});
+  const int n = neighbours(dec, 3);
+  const HaloSpec spec(1);
+  for (const char* policy : {"1", "0", ""}) {
+    if (*policy != '\0') setenv("KHALO_STREAM_PACKS", policy, 1);
+    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    unsetenv("KHALO_STREAM_PACKS");
+    for (int i = 1; i <= 18; ++i) {
+      khalo::test::fill_owned(v, dec, spec, i);
+      halo.exchange(Exec(), v);
+    }
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, policy, 18), 0) << policy;
+    const auto& s = halo.stats();
+    ASSERT_EQ(s.faces_packed, 18 * n) << policy;
+    const std::int64_t want = halo.staged() || *policy == '0' ? 0 : *policy == '1' ? 18 * n : 16 * n;
+    EXPECT_EQ(s.faces_streamed, want) << "KHALO_STREAM_PACKS=" << policy;
+  }
+}
+
+// The sum of several plans' counters (a layer's, a decoder's) adds every one of them.
+TEST(HaloStats, SumsEveryCounter) {
+  constexpr std::size_t n = sizeof(khalo::HaloStats) / sizeof(std::int64_t);
+  static_assert(n * sizeof(std::int64_t) == sizeof(khalo::HaloStats), "HaloStats holds 64-bit counters only");
+  std::int64_t a[n], b[n], sum[n];
+  for (std::size_t i = 0; i < n; ++i) {
+    a[i] = static_cast<std::int64_t>(i + 1);
+    b[i] = 100 * static_cast<std::int64_t>(i + 1);
+  }
+  khalo::HaloStats x, y;
+  std::memcpy(&x, a, sizeof x);
+  std::memcpy(&y, b, sizeof y);
+  x += y;
+  std::memcpy(sum, &x, sizeof x);
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(sum[i], a[i] + b[i]) << "counter " << i;
 }
 
 // The pieces a message falls back from: a segment the node cannot give, or that cannot be

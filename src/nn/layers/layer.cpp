@@ -101,18 +101,8 @@ void LayerLog::report(const std::string& name, double t0, double flops, const Ac
 
 HaloStats HaloPlans::stats() const {
   HaloStats total;
-  for (const auto& [frames, plan] : plans_) accumulate(total, plan->stats());
+  for (const auto& [frames, plan] : plans_) total += plan->stats();
   return total;
-}
-
-void accumulate(HaloStats& a, const HaloStats& b) {
-  a.faces_packed += b.faces_packed;
-  a.bytes_packed += b.bytes_packed;
-  a.bytes_sent += b.bytes_sent;
-  a.bytes_received += b.bytes_received;
-  a.messages += b.messages;
-  a.allocations += b.allocations;
-  a.fills += b.fills;
 }
 
 }  // namespace khalo::nn

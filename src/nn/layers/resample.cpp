@@ -112,7 +112,7 @@ void Resample::reset() {
 
 HaloStats Resample::halo_stats() const {
   HaloStats s = x_halos_.stats();
-  accumulate(s, up_halos_.stats());
+  s += up_halos_.stats();
   return s;
 }
 

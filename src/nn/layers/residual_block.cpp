@@ -53,7 +53,7 @@ void ResidualBlock::reset() {
 
 HaloStats ResidualBlock::halo_stats() const {
   HaloStats s = conv1_.halo_stats();
-  accumulate(s, conv2_.halo_stats());
+  s += conv2_.halo_stats();
   return s;
 }
 

@@ -79,8 +79,8 @@ void UpBlock::reset() {
 
 HaloStats UpBlock::halo_stats() const {
   HaloStats s;
-  for (const auto& b : blocks_) accumulate(s, b->halo_stats());
-  if (resample_) accumulate(s, resample_->halo_stats());
+  for (const auto& b : blocks_) s += b->halo_stats();
+  if (resample_) s += resample_->halo_stats();
   return s;
 }
 

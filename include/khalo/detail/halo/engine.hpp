@@ -296,16 +296,17 @@ class HaloEngine {
     }
     StoreChoice& stores = current_->stores[p];
     bool timed = false;  // some pack here may stream: time them all
+    for (const auto& m : ph.sends) timed = timed || (m.packed() && m.stream);
     std::size_t packed = 0;
-    const auto start = StoreChoice::Clock::now();
+    const auto start = timed ? StoreChoice::Clock::now() : StoreChoice::Clock::time_point{};
     for (const auto& m : ph.sends) {
       if (!m.packed()) continue;
-      timed = timed || m.stream;
+      const bool stream = m.stream && stores.stream();
       for (const auto& s : m.segments) {
         types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
-                                                                b.send.data() + m.buffer_offset + s.offset,
-                                                                m.stream && stores.stream());
+                                                                b.send.data() + m.buffer_offset + s.offset, stream);
         ++stats_.faces_packed;
+        stats_.faces_streamed += stream;
         packed += s.bytes;
       }
     }

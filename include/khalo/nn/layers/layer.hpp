@@ -189,7 +189,4 @@ class HaloPlans {
   std::map<int, std::unique_ptr<Halo<LayerExec>>> plans_;
 };
 
-/// Adds \p b's counters to \p a.
-void accumulate(HaloStats& a, const HaloStats& b);
-
 }  // namespace khalo::nn
