@@ -26,17 +26,17 @@ namespace khalo::detail {
 
 inline constexpr std::size_t kNoSingleCopy = std::numeric_limits<std::size_t>::max();
 
+inline bool ends_with(const std::string& s, const std::string& end) {
+  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+}
+
 /// The rule on control variables given by name (an enumeration's value by its item's name, an
 /// integer's in decimal): the smallest message the receiver copies out of the sender's memory,
 /// or kNoSingleCopy.
 inline std::size_t single_copy_min_bytes(const std::map<std::string, std::string>& cvars) {
   static const std::string mechanism = "single_copy_mechanism";
   for (const auto& [name, value] : cvars) {
-    if (name.size() < mechanism.size() ||
-        name.compare(name.size() - mechanism.size(), mechanism.size(), mechanism) != 0) {
-      continue;
-    }
-    if (value.empty() || value == "none") continue;
+    if (!ends_with(name, mechanism) || value.empty() || value == "none") continue;
     auto eager = cvars.find(name.substr(0, name.size() - mechanism.size()) + "eager_limit");
     if (eager == cvars.end()) continue;
     try {
@@ -55,9 +55,6 @@ inline std::map<std::string, std::string> single_copy_control_variables() {
   std::map<std::string, std::string> out;
   int provided = 0;
   if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return out;
-  auto ends_with = [](const std::string& s, const std::string& end) {
-    return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
-  };
   int n = 0;
   if (MPI_T_cvar_get_num(&n) != MPI_SUCCESS) n = 0;
   for (int i = 0; i < n; ++i) {
