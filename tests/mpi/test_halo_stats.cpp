@@ -108,7 +108,7 @@ TEST(HaloStats, CountsStreamedPacks) {
     }
     EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, policy, 18), 0) << policy;
     const auto& s = halo.stats();
-    ASSERT_EQ(s.faces_packed, 18 * n) << policy;
+    EXPECT_EQ(s.faces_packed, 18 * n) << policy;  // not ASSERT: every rank goes on to the next collective
     const std::int64_t want = halo.staged() || *policy == '0' ? 0 : *policy == '1' ? 18 * n : 16 * n;
     EXPECT_EQ(s.faces_streamed, want) << "KHALO_STREAM_PACKS=" << policy;
   }
