@@ -248,8 +248,7 @@ Range Decoder::output_rows() const {
 DecoderStats Decoder::stats() const {
   const auto& m = *impl_;
   DecoderStats s;
-  for (const CausalConv3d* c : {m.post_quant.get(), m.conv_in.get(), m.conv_out.get()})
-    s.halo += c->halo_stats();
+  for (const CausalConv3d* c : {m.post_quant.get(), m.conv_in.get(), m.conv_out.get()}) s.halo += c->halo_stats();
   s.halo += m.mid0->halo_stats();
   s.halo += m.mid1->halo_stats();
   for (const auto& u : m.ups) s.halo += u->halo_stats();
