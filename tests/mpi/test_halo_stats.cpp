@@ -3,6 +3,7 @@
 // neighbour for several fields; and split-phase equals blocking.
 #include <halo_oracle.hpp>
 #include <khalo/detail/halo/node_shared.hpp>
+#include <khalo/detail/halo/store_choice.hpp>
 #include <khalo/halo.hpp>
 #include <test_views.hpp>
 
@@ -92,24 +93,27 @@ TEST(HaloStats, SharedMemoryOffSendsPackedFacesThroughMPI) {
 
 // Which packs streamed past the cache (docs/halo.md §7): faces packed into a node-shared buffer,
 // every one with KHALO_STREAM_PACKS=1, none with 0. Measured (unset): streaming for the first
-// 16 exchanges, then a probe of ordinary stores for 2.
+// kFirstProbeAfter exchanges, then a probe of ordinary stores for kProbeLength.
 TEST(HaloStats, CountsStreamedPacks) {
   const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 3, 2, 3 * world_size() + 1, 5});
   const int n = neighbours(dec, 3);
   const HaloSpec spec(1);
+  using khalo::detail::StoreChoice;
+  const int first = StoreChoice::kFirstProbeAfter;
+  const int exchanges = first + StoreChoice::kProbeLength;  // up to the end of the first probe
   for (const char* policy : {"1", "0", ""}) {
     if (*policy != '\0') setenv("KHALO_STREAM_PACKS", policy, 1);
     auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
     khalo::Halo<Exec> halo(dec, spec, v);
     unsetenv("KHALO_STREAM_PACKS");
-    for (int i = 1; i <= 18; ++i) {
+    for (int i = 1; i <= exchanges; ++i) {
       khalo::test::fill_owned(v, dec, spec, i);
       halo.exchange(Exec(), v);
     }
-    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, policy, 18), 0) << policy;
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, policy, exchanges), 0) << policy;
     const auto& s = halo.stats();
-    EXPECT_EQ(s.faces_packed, 18 * n) << policy;  // not ASSERT: every rank goes on to the next collective
-    const std::int64_t want = halo.staged() || *policy == '0' ? 0 : *policy == '1' ? 18 * n : 16 * n;
+    EXPECT_EQ(s.faces_packed, exchanges * n) << policy;  // not ASSERT: every rank goes on to the next collective
+    const std::int64_t want = halo.staged() || *policy == '0' ? 0 : *policy == '1' ? exchanges * n : first * n;
     EXPECT_EQ(s.faces_streamed, want) << "KHALO_STREAM_PACKS=" << policy;
   }
 }
