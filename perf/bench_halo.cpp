@@ -190,7 +190,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     start_spreads.push_back(khalo_perf::spread_of(khalo_perf::max_over_ranks(st.t_start, comm)));
   }
   // Per-rank counters (per exchange) for the table of open sides.
-  constexpr std::size_t kCounters = 14;
+  constexpr std::size_t kCounters = 16;
   std::int64_t mine[kCounters] = {geo.phases[0].low != MPI_PROC_NULL,
                                   geo.phases[0].high != MPI_PROC_NULL,
                                   one.messages,
@@ -204,7 +204,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                                   one.shared_sends,
                                   one.shared_recvs,
                                   timed.faces_packed,
-                                  timed.faces_streamed};
+                                  timed.faces_streamed,
+                                  one.direct_sends,
+                                  one.direct_recvs};
   std::vector<std::int64_t> all(kCounters * static_cast<std::size_t>(nranks));
   BENCH_MPI(MPI_Gather(mine, kCounters, MPI_INT64_T, all.data(), kCounters, MPI_INT64_T, 0, comm));
   std::int64_t alloc_timed = timed.allocations;
@@ -287,7 +289,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                             {"shared_sends", v[10]},
                             {"shared_recvs", v[11]},
                             {"faces_packed_while_timed", v[12]},
-                            {"faces_streamed_while_timed", v[13]}});
+                            {"faces_streamed_while_timed", v[13]},
+                            {"direct_sends", v[14]},
+                            {"direct_recvs", v[15]}});
       }
       j["stats_per_exchange"] = per_rank;
     }
@@ -307,11 +311,12 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       "%s); rank 0 per "
       "exchange: %lld "
       "messages, %lld sent and %lld received through a derived datatype, %lld faces packed, %lld sent and %lld "
-      "received through node-shared memory\n",
+      "received through node-shared memory, %lld sent and %lld received by direct reads\n",
       khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
       spec.shared_memory() ? "on" : "off", khalo::detail::to_string(khalo::detail::store_policy()),
       static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
-      static_cast<long long>(all[5]), static_cast<long long>(all[10]), static_cast<long long>(all[11]));
+      static_cast<long long>(all[5]), static_cast<long long>(all[10]), static_cast<long long>(all[11]),
+      static_cast<long long>(all[14]), static_cast<long long>(all[15]));
   if (c.show_stats) {
     std::printf("khalo HaloStats per exchange (after %lld timed exchanges: %lld new allocations)\n",
                 static_cast<long long>(exchanges), static_cast<long long>(alloc_timed));

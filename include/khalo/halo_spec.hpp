@@ -110,12 +110,14 @@ class HaloSpec {
   std::int64_t in_place_min_run_bytes() const { return in_place_min_run_bytes_; }
   /// With \p on (the default), a packed face between two ranks of one node goes through a
   /// node-shared buffer (POSIX shared memory) instead of an MPI message: the sender packs into
-  /// it and the receiver unpacks from it, one copy fewer (docs/halo.md §7). Off: MPI carries it.
+  /// it and the receiver unpacks from it, one copy fewer (docs/halo.md §7); and a face in place
+  /// on both sides is read by the receiver straight from the sender's View, one copy however
+  /// many runs it has. Off: MPI carries both.
   HaloSpec& set_shared_memory(bool on = true) {
     shared_memory_ = on;
     return *this;
   }
-  /// Whether packed faces between ranks of one node go through node-shared buffers.
+  /// Whether faces between ranks of one node go through node-shared buffers or direct reads.
   bool shared_memory() const { return shared_memory_; }
 
  private:
@@ -142,6 +144,8 @@ struct HaloStats {
   std::int64_t datatype_recvs = 0;  ///< messages received through a derived datatype (no unpack)
   std::int64_t shared_sends = 0;    ///< of the messages, faces packed into a node-shared buffer (no bytes through MPI)
   std::int64_t shared_recvs = 0;    ///< faces unpacked from a neighbour's node-shared buffer
+  std::int64_t direct_sends = 0;    ///< of the messages, faces a neighbour on this node read from the View itself
+  std::int64_t direct_recvs = 0;    ///< faces read straight from a neighbour's View (no bytes through MPI)
 
   /// Adds \p o's counters, every one of them: the sum over several plans (a layer's, a decoder's).
   HaloStats& operator+=(const HaloStats& o) {
@@ -157,6 +161,8 @@ struct HaloStats {
     datatype_recvs += o.datatype_recvs;
     shared_sends += o.shared_sends;
     shared_recvs += o.shared_recvs;
+    direct_sends += o.direct_sends;
+    direct_recvs += o.direct_recvs;
     return *this;
   }
 };

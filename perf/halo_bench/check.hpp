@@ -163,7 +163,8 @@ void check_schemes(const khalo::Decomposition& dec, const khalo::HaloSpec& spec,
 
 // khalo's counters for one exchange: a side without a neighbour costs nothing, nor does a
 // periodic dimension that one rank spans (copied in memory). khalo sends one message per
-// neighbour, or one per run where a face's runs go in place.
+// neighbour, or one per run where a face's runs go in place through MPI (a face read directly
+// by a neighbour on this node costs one: its "ready").
 template <class View, int F>
 khalo::HaloStats check_stats(KhaloScheme<View, F>& kh, const Geometry& geo, const Case& c, MPI_Comm comm) {
   kh.halo.reset_stats();

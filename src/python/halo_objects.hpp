@@ -111,6 +111,8 @@ class PyHalo final : public Resource {
     d["datatype_recvs"] = s.datatype_recvs;
     d["shared_sends"] = s.shared_sends;
     d["shared_recvs"] = s.shared_recvs;
+    d["direct_sends"] = s.direct_sends;
+    d["direct_recvs"] = s.direct_recvs;
     return d;
   }
   void reset_stats() { halo("Halo.reset_stats").reset_stats(); }

@@ -177,10 +177,13 @@ TEST(HaloStats, ContiguousFacesAreNotPacked) {
 
 TEST(HaloStats, LargeRunsGoInPlaceOneMessageEach) {
   // NDHWC, D = 3: an H face is 3 runs of W * C floats = 64 KiB, far apart. Each goes
-  // to MPI as its own message, straight from and into the View: no pack, no buffer.
+  // to MPI as its own message, straight from and into the View: no pack, no buffer. (Through
+  // MPI: between nodes, or without node-shared memory. On one node such a face is read
+  // directly, one message: test_halo_transport.)
   const std::int64_t C = 128, D = 3, W = 128;
   const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 2 * world_size() + 1, W});
-  const HaloSpec spec(1);
+  HaloSpec spec(1);
+  spec.set_shared_memory(false);
   auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
   khalo::test::fill_owned(v, dec, spec);
   khalo::Halo<Exec> halo(dec, spec, v);
@@ -195,27 +198,34 @@ TEST(HaloStats, LargeRunsGoInPlaceOneMessageEach) {
 }
 
 // NDHWC with the W stride padded on odd ranks only: an even rank's H face is one run, an odd
-// rank's is W runs. A side of one run goes in place (the message is one MPI message either
-// way); the side that cuts it into runs the other does not falls back to one message, packed
-// or by datatype (transport.hpp); the data arrive right.
+// rank's is W runs. Through MPI (no node-shared memory), a side of one run goes in place (the
+// message is one MPI message either way); the side that cuts it into runs the other does not
+// falls back to one message, packed or by datatype (transport.hpp). On one node a direct read
+// copies between the two cuts: no side packs. The data arrive right either way.
 TEST(HaloStats, RanksThatCutAFaceDifferentlyFallBackOnlyOnTheCutSide) {
   const std::int64_t C = 16384, W = 2;  // a run of C floats is 64 KiB
   const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, 1, 2 * world_size() + 1, W});
-  const HaloSpec spec(1);
-  const Index e = khalo::test::local_extents(dec, spec);
+  const Index e = khalo::test::local_extents(dec, HaloSpec(1));
   const std::int64_t pad = world_rank() % 2 == 1 ? 16 : 0;
   const auto H = static_cast<std::size_t>(e[3]);
   const auto sw = static_cast<std::size_t>(C + pad);
   Kokkos::LayoutStride layout(1, H * W * sw, static_cast<std::size_t>(C), 1, 1, H * W * sw, H, W * sw, W, sw);
-  Kokkos::View<float*****, Kokkos::LayoutStride> v("v", layout);
-  khalo::test::fill_owned(v, dec, spec);
-  khalo::Halo<Exec> halo(dec, spec, v);
-  halo.exchange(Exec(), v);
-  EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "padded on odd ranks"), 0);
-  const int n = neighbours(dec, 3);
-  const auto& st = halo.stats();
-  EXPECT_EQ(st.messages, n);
-  EXPECT_EQ(st.faces_packed + st.datatype_sends, world_rank() % 2 == 1 || halo.staged() ? n : 0);
+  for (const bool shared : {false, true}) {
+    HaloSpec spec(1);
+    spec.set_shared_memory(shared);
+    Kokkos::View<float*****, Kokkos::LayoutStride> v("v", layout);
+    khalo::test::fill_owned(v, dec, spec);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    halo.exchange(Exec(), v);
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "padded on odd ranks"), 0) << shared;
+    const int n = neighbours(dec, 3);
+    const auto& st = halo.stats();
+    EXPECT_EQ(st.messages, n) << shared;
+    const bool direct = shared && !halo.staged();
+    EXPECT_EQ(st.faces_packed + st.datatype_sends, (world_rank() % 2 == 1 && !direct) || halo.staged() ? n : 0)
+        << shared;
+    EXPECT_EQ(st.direct_recvs, direct ? n : 0) << shared;
+  }
 }
 
 TEST(HaloStats, NewShapeBuildsOnceAndIsCached) {

@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -138,32 +139,99 @@ TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
   EXPECT_THROW(HaloSpec().set_in_place_min_run_bytes(0), std::invalid_argument);
 }
 
-// Toward a neighbour that shares buffers on the node (these ranks share one), runs go in place
-// only from kSharedInPlaceMinRunBytes (64 KiB) on, or from the caller's threshold when it is
-// larger: shorter runs are packed into the shared buffer, one face, no MPI rendezvous per run.
+// Toward a neighbour that shares buffers on the node (these ranks share one), a face in place
+// on both sides is read straight from the sender's View (direct_read.hpp): one "ready" message
+// per face, whatever its runs. Without direct reads (KHALO_DIRECT_READS=0) runs go in place
+// through MPI only from kSharedInPlaceMinRunBytes (64 KiB) on: shorter ones are packed into the
+// shared buffer, one face, no MPI rendezvous per run. The caller's threshold holds either way.
 TEST(HaloTransport, ShortRunsGoThroughNodeSharedBuffers) {
   struct Face {
     std::int64_t C, W, threshold;
-    bool in_place;
+    bool direct;    // read directly (with direct reads on)
+    bool in_place;  // in place through MPI (with direct reads off)
   };
-  const std::int64_t D = 3;                                                      // an H face is D runs of W * C floats
-  for (const Face f : {Face{64, 64, khalo::kDefaultInPlaceMinRunBytes, false},   // 16 KiB
-                       Face{64, 255, khalo::kDefaultInPlaceMinRunBytes, false},  // a float short of 64 KiB
-                       Face{64, 256, khalo::kDefaultInPlaceMinRunBytes, true},   // 64 KiB
-                       Face{64, 256, 128 * 1024, false}}) {
-    const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, D, 2 * world_size() + 1, f.W});
-    HaloSpec spec(1);
-    spec.set_in_place_min_run_bytes(f.threshold);
-    auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
-    khalo::test::fill_owned(v, dec, spec);
-    khalo::Halo<Exec> halo(dec, spec, v);
+  const std::int64_t D = 3;  // an H face is D runs of W * C floats
+  for (const bool direct_reads : {true, false}) {
+    if (!direct_reads) setenv("KHALO_DIRECT_READS", "0", 1);
+    for (const Face f : {Face{64, 64, khalo::kDefaultInPlaceMinRunBytes, true, false},   // 16 KiB
+                         Face{64, 255, khalo::kDefaultInPlaceMinRunBytes, true, false},  // a float short of 64 KiB
+                         Face{64, 256, khalo::kDefaultInPlaceMinRunBytes, true, true},   // 64 KiB
+                         Face{64, 256, 128 * 1024, false, false}}) {
+      const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, D, 2 * world_size() + 1, f.W});
+      HaloSpec spec(1);
+      spec.set_in_place_min_run_bytes(f.threshold);
+      auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+      khalo::test::fill_owned(v, dec, spec);
+      khalo::Halo<Exec> halo(dec, spec, v);
+      halo.exchange(Exec(), v);
+      const std::string what = std::to_string(f.C * f.W * 4) + " B runs, threshold " + std::to_string(f.threshold) +
+                               (direct_reads ? "" : ", KHALO_DIRECT_READS=0");
+      EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0);
+      const int n = neighbours(dec, 3);
+      if (halo.staged()) continue;  // device memory: packed and staged, never shared
+      const auto& s = halo.stats();
+      const bool direct = direct_reads && f.direct;
+      const bool in_place = !direct_reads && f.in_place;
+      EXPECT_EQ(s.messages, in_place ? n * D : n) << what;
+      EXPECT_EQ(s.direct_sends, direct ? n : 0) << what;
+      EXPECT_EQ(s.direct_recvs, direct ? n : 0) << what;
+      EXPECT_EQ(s.shared_sends, direct || in_place ? 0 : n) << what;
+      EXPECT_EQ(s.faces_packed, direct || in_place ? 0 : n) << what;
+    }
+    unsetenv("KHALO_DIRECT_READS");
+  }
+}
+
+// Without direct reads, a side with automatic transport packs a face of short runs toward a
+// neighbour that shares buffers; a peer that asked for datatypes would send those runs in place.
+// agree_in_place, after that choice, makes the peer drop its runs: one message, right values.
+TEST(HaloTransport, ShortRunsAgreeWithAPeerThatAskedOtherwise) {
+  const std::int64_t C = 64, D = 3, W = 64;  // an H face is D runs of 16 KiB
+  setenv("KHALO_DIRECT_READS", "0", 1);
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, C, D, 2 * world_size() + 1, W});
+  HaloSpec spec(1);
+  spec.set_transport(world_rank() % 2 == 0 ? Transport::datatype : Transport::automatic);
+  auto v = khalo::allocate<float*****>("v", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  unsetenv("KHALO_DIRECT_READS");
+  for (int i = 1; i <= 2; ++i) {
+    khalo::test::fill_owned(v, dec, spec, i);
     halo.exchange(Exec(), v);
-    const std::string what = std::to_string(f.C * f.W * 4) + " B runs, threshold " + std::to_string(f.threshold);
-    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, what), 0);
-    const int n = neighbours(dec, 3);
-    if (halo.staged()) continue;  // device memory: packed and staged, never shared
-    EXPECT_EQ(halo.stats().messages, f.in_place ? n * D : n) << what;
-    EXPECT_EQ(halo.stats().shared_sends, f.in_place ? 0 : n) << what;
+    EXPECT_EQ(khalo::test::count_wrong(v, dec, spec, "datatype on even ranks, automatic on odd", i), 0);
+  }
+  EXPECT_EQ(halo.stats().messages, 2 * neighbours(dec, 3));
+}
+
+// A direct read takes the sender's View from that exchange's "ready" message: two Views of one
+// shape, exchanged in turn, each get their own values, exchange after exchange. Split over H
+// and W, the H faces (runs of 16 KiB or more) are read directly and the W faces (runs of C
+// floats) are packed; the second phase sends what the first received. With direct reads off,
+// the same values.
+TEST(HaloTransport, DirectReadsFollowTheView) {
+  const std::int64_t C = 64, D = 2;
+  const auto grid = khalo::ProcessGrid::balanced(MPI_COMM_WORLD, 2);
+  const khalo::Decomposition dec(grid, {1, C, D, 2 * world_size() + 1, 128}, {3, 4});
+  const HaloSpec spec(1);
+  const int n = neighbours(dec, 3);
+  for (const bool direct_reads : {true, false}) {
+    if (!direct_reads) setenv("KHALO_DIRECT_READS", "0", 1);
+    auto a = khalo::allocate<float*****>("a", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    auto b = khalo::allocate<float*****>("b", khalo::test::local_extents(dec, spec), MemoryFormat::channels_last_3d);
+    khalo::Halo<Exec> halo(dec, spec, a);
+    unsetenv("KHALO_DIRECT_READS");
+    for (int i = 1; i <= 3; ++i) {
+      khalo::test::fill_owned(a, dec, spec, 2 * i);
+      khalo::test::fill_owned(b, dec, spec, 2 * i + 1);
+      halo.exchange(Exec(), a);
+      halo.exchange(Exec(), b);
+      const std::string what = "exchange " + std::to_string(i) + (direct_reads ? "" : ", KHALO_DIRECT_READS=0");
+      EXPECT_EQ(khalo::test::count_wrong(a, dec, spec, "a, " + what, 2 * i), 0) << what;
+      EXPECT_EQ(khalo::test::count_wrong(b, dec, spec, "b, " + what, 2 * i + 1), 0) << what;
+    }
+    if (halo.staged()) continue;
+    const auto& s = halo.stats();
+    EXPECT_EQ(s.direct_sends, direct_reads ? 6 * n : 0) << direct_reads;
+    EXPECT_EQ(s.direct_recvs, direct_reads ? 6 * n : 0) << direct_reads;
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
+#include <khalo/detail/halo/direct_read.hpp>
 #include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/plan.hpp>
 #include <khalo/detail/halo/single_copy.hpp>
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -26,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -117,6 +120,8 @@ class HaloEngine {
     plan.phases = planner_(shapes, error);
     throw_if_any(comm_.get(), error);
     choose_transports(plan.phases, types_, {!options_.stage, kHost, options_.transport, shares_});
+    if (kDirectReads && !shares_.empty()) agree_direct_reads(comm_.get(), shares_, plan.phases);
+    pack_short_runs_toward_sharing(plan.phases, shares_, options_.transport);
     agree_in_place(comm_.get(), plan.phases);
     // An allocation that fails on one rank fails the plan on every rank; the share handshake
     // between them runs on every rank whatever happened before it.
@@ -145,6 +150,8 @@ class HaloEngine {
   void start(const Exec& exec, Plan& plan, std::vector<void*> data) {
     current_ = &plan;
     data_ = std::move(data);
+    ready_out_.clear();
+    for (void* d : data_) ready_out_.push_back(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(d)));
     in_flight_ = true;
     zero_fills_ = true;
     if (options_.zero_fill_once) {
@@ -214,6 +221,8 @@ class HaloEngine {
   }
 
   static constexpr bool kHost = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
+  // Plain host memory, which another process can read (not CUDA's managed memory).
+  static constexpr bool kDirectReads = std::is_same_v<MemSpace, Kokkos::HostSpace>;
 
   bool shares_with(int peer) const { return !shares_.empty() && shares_[static_cast<std::size_t>(peer)]; }
 
@@ -282,8 +291,14 @@ class HaloEngine {
     const Phase& ph = current_->phases[p];
     auto& b = current_->buffers;
     unsigned char* recv_base = options_.stage ? b.recv_host.data() : b.recv.data();
+    std::size_t direct = 0;
+    for (const auto& m : ph.recvs) direct += m.direct;
+    ready_in_.assign(direct * data_.size(), 0);
+    std::uint64_t* ready = ready_in_.data();
     for (const auto& m : ph.recvs) {
-      if (m.shared) {
+      if (m.direct) {
+        post(MPI_Irecv, std::exchange(ready, ready + data_.size()), ready_bytes(), m);  // "ready"
+      } else if (m.shared) {
         signal(MPI_Irecv, m);  // "packed"
       } else if (m.in_place()) {
         for (const auto& r : m.runs) post(MPI_Irecv, field_bytes(r.field) + r.offset, r.bytes, m);
@@ -322,7 +337,11 @@ class HaloEngine {
     }
     unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
-      if (m.shared) {
+      if (m.direct) {
+        post(MPI_Isend, ready_out_.data(), ready_bytes(), m);  // "ready": where my fields are
+        ++stats_.messages;
+        ++stats_.direct_sends;
+      } else if (m.shared) {
         signal(MPI_Isend, m);  // "packed": the face is in the buffer
         ++stats_.messages;
         ++stats_.shared_sends;
@@ -354,6 +373,8 @@ class HaloEngine {
     }
   }
 
+  int ready_bytes() const { return static_cast<int>(data_.size() * sizeof(std::uint64_t)); }
+
   template <class Post, class Ptr>
   void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m, int tag_base = 0) {
     requests_.push_back(MPI_REQUEST_NULL);
@@ -380,28 +401,35 @@ class HaloEngine {
     wait_all();
     std::atomic_thread_fence(std::memory_order_acquire);
     if (options_.stage && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
-    bool shared = false;
+    bool acknowledge = false;  // some face another process reads, or I read from another
+    const std::uint64_t* ready = ready_in_.data();
     for (const auto& m : ph.recvs) {
       stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
+      if (m.direct) {
+        read_direct(m, data_, std::exchange(ready, ready + data_.size()),
+                    who_ + ": rank " + std::to_string(comm_.rank()));
+        ++stats_.direct_recvs;
+        acknowledge = true;
+      }
       if (!m.packed()) continue;
       const unsigned char* from = m.shared ? m.shared_from : b.recv.data() + m.buffer_offset;
       for (const auto& s : m.segments) {
         types_[static_cast<std::size_t>(s.field)].kernels->unpack(exec, field_bytes(s.field), s.walk, from + s.offset);
       }
       if (m.shared) ++stats_.shared_recvs;
-      shared = shared || m.shared;
+      acknowledge = acknowledge || m.shared;
     }
-    for (const auto& m : ph.sends) shared = shared || m.shared;
-    if (!shared) return;
-    // Shared faces: tell each sender its face is read, and wait until every neighbour has read
-    // mine, so that no rank packs over a face still being read (the next phase or exchange
-    // reuses the buffer).
+    for (const auto& m : ph.sends) acknowledge = acknowledge || m.shared || m.direct;
+    if (!acknowledge) return;
+    // Shared and direct faces: tell each sender its face is read, and wait until every
+    // neighbour has read mine, so that no rank packs over a face still being read (the next
+    // phase or exchange reuses the buffer) or returns a View a neighbour still reads.
     exec.fence();
     for (const auto& m : ph.recvs) {
-      if (m.shared) signal(MPI_Isend, m, kReadTag);
+      if (m.shared || m.direct) signal(MPI_Isend, m, kReadTag);
     }
     for (const auto& m : ph.sends) {
-      if (m.shared) signal(MPI_Irecv, m, kReadTag);
+      if (m.shared || m.direct) signal(MPI_Irecv, m, kReadTag);
     }
     wait_all();
   }
@@ -434,6 +462,8 @@ class HaloEngine {
   Plan* current_ = nullptr;
   std::vector<void*> data_;
   std::vector<MPI_Request> requests_;
+  std::vector<std::uint64_t> ready_out_;  // this exchange's field pointers, for direct reads of my faces
+  std::vector<std::uint64_t> ready_in_;   // the senders' of this phase's direct reads
   std::size_t phase_ = 0;
   Options options_;
   bool in_flight_ = false;

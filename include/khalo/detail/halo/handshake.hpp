@@ -18,7 +18,8 @@ namespace khalo::detail {
 /// the same order (every rank stores a field in the same stride order: validate()). A side of
 /// several runs keeps them only where the peer cuts the message into the same runs, since each
 /// run travels as a message of its own (strides may differ, e.g. padded Views); else it falls
-/// back to its datatype or packs (transport.hpp).
+/// back to its datatype or packs (transport.hpp). A direct message (direct_read.hpp, agreed
+/// before) keeps its runs whatever the peer's: one read copies between any two cuts.
 inline void agree_in_place(MPI_Comm comm, std::vector<Phase>& phases) {
   constexpr int kBaseTag = 4096;  // above the exchange's tags (2 per split dimension)
   auto signature = [](const Message& m) {
@@ -49,7 +50,7 @@ inline void agree_in_place(MPI_Comm comm, std::vector<Phase>& phases) {
     KHALO_MPI_CHECK(MPI_Get_count(&status, MPI_INT64_T, &count));
     std::vector<std::int64_t> theirs(static_cast<std::size_t>(count));
     KHALO_MPI_CHECK(MPI_Recv(theirs.data(), count, MPI_INT64_T, side.m->peer, side.recv_tag, comm, MPI_STATUS_IGNORE));
-    if (side.m->runs.size() > 1 && theirs != side.mine) side.m->runs.clear();
+    if (side.m->runs.size() > 1 && theirs != side.mine && !side.m->direct) side.m->runs.clear();
   }
   if (!requests.empty()) {
     KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));

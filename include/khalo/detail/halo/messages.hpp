@@ -42,13 +42,17 @@ struct Message {
   // How this side moves the bytes (transport.hpp), the first that applies: runs in place, a
   // derived datatype, or packed; a packed message between two ranks of one node may be shared
   // (node_shared.hpp): the sender packs into its node-shared send buffer and MPI carries no
-  // bytes, the receiver unpacks from that buffer.
+  // bytes, the receiver unpacks from that buffer. A message in place on both sides between two
+  // ranks of one node may be direct (direct_read.hpp): the receiver copies the sender's runs.
   std::vector<Run> runs;                       // when not empty: one MPI message per run, in place
   std::shared_ptr<const MpiType> datatype;     // else, when set: one MPI message described by it
   std::size_t buffer_offset = 0;               // else: in the phase's send or receive buffer
   bool shared = false;                         // packed and shared, on both sides
   bool stream = false;                         // sender, packed: with non-temporal stores (stream_pack.hpp)
   const unsigned char* shared_from = nullptr;  // a shared receive: the face in the sender's buffer
+  bool direct = false;                         // in place and read by the receiver, on both sides
+  std::int64_t direct_pid = 0;                 // a direct receive: the sender's process,
+  std::vector<Run> remote_runs;                // and its runs (offsets from its fields' data)
   bool in_place() const { return !runs.empty(); }
   bool by_datatype() const { return runs.empty() && datatype != nullptr; }
   bool packed() const { return runs.empty() && datatype == nullptr; }

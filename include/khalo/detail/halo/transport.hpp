@@ -133,12 +133,14 @@ struct TransportCost {
   }
 };
 
-/// Toward a neighbour that shares buffers on the node, automatic transport sends runs in place
-/// only from this size on (or the caller's threshold, when larger). In place pays MPI's
-/// rendezvous per run; the node-shared buffer pays two streamed copies and one empty message per
-/// face. Channels-last Wan faces of 4 runs of 39 KiB took 0.023 ms in place and 0.012-0.017 ms
-/// shared (raw MPI: 0.011-0.014); runs of 79 KiB were even, of 156-312 KiB in place won by up
-/// to 2x (perf/RESULTS.md, "Streaming packs").
+/// Toward a neighbour that shares buffers on the node, a face whose runs go in place through MPI
+/// (not read directly: direct_read.hpp) is packed instead when it has several runs shorter than
+/// this (pack_short_runs_toward_sharing). In place through MPI pays a rendezvous per
+/// run; the node-shared buffer pays two streamed copies and one empty message per face.
+/// Channels-last Wan faces of 4 runs of 39 KiB took 0.023 ms in place and 0.012-0.017 ms shared
+/// (raw MPI: 0.011-0.014); runs of 79 KiB were even, of 156-312 KiB in place won by up to 2x
+/// (perf/RESULTS.md, "Streaming packs"). A direct read pays one copy for the whole face and
+/// keeps the caller's threshold.
 inline constexpr std::int64_t kSharedInPlaceMinRunBytes = 64 * 1024;
 
 /// Chooses the transport of each side of each message (see the file comment): in place where
@@ -155,9 +157,7 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
     const bool pack = o.choice.transport == Transport::pack;
     const bool shared =
         o.choice.transport == Transport::automatic && !o.shares.empty() && o.shares[static_cast<std::size_t>(m.peer)];
-    const std::int64_t min_run =
-        shared ? std::max(o.choice.in_place_min_run_bytes, kSharedInPlaceMinRunBytes) : o.choice.in_place_min_run_bytes;
-    m.runs = in_place_runs(m, types, pack ? INT64_MAX : min_run);
+    m.runs = in_place_runs(m, types, pack ? INT64_MAX : o.choice.in_place_min_run_bytes);
     // A datatype describes one field's memory: a message of several fields is packed.
     if (pack || !o.host_memory || m.segments.size() != 1) return;
     const Segment& s = m.segments.front();
@@ -173,6 +173,29 @@ void choose_transports(std::vector<Phase>& phases, const std::vector<FieldType<E
   for (auto& ph : phases) {
     for (auto& m : ph.sends) choose(m);
     for (auto& m : ph.recvs) choose(m);
+  }
+}
+
+/// After the direct-read handshake and before agree_in_place: with automatic transport, the
+/// faces toward a neighbour that shares buffers (\p shares) that would go in place through MPI
+/// in several runs shorter than kSharedInPlaceMinRunBytes are packed instead, into the
+/// node-shared buffer. A peer that keeps such runs (it asked for another transport) drops them in
+/// agree_in_place, which sees the two sides cut the face differently.
+inline void pack_short_runs_toward_sharing(std::vector<Phase>& phases, const std::vector<bool>& shares,
+                                           const TransportChoice& choice) {
+  if (shares.empty() || choice.transport != Transport::automatic) return;
+  auto demote = [&](Message& m) {
+    if (m.direct || m.runs.size() < 2 || !shares[static_cast<std::size_t>(m.peer)]) return;
+    for (const auto& r : m.runs) {
+      if (r.bytes < kSharedInPlaceMinRunBytes) {
+        m.runs.clear();
+        return;
+      }
+    }
+  };
+  for (auto& ph : phases) {
+    for (auto& m : ph.sends) demote(m);
+    for (auto& m : ph.recvs) demote(m);
   }
 }
 
