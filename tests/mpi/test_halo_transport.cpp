@@ -2,6 +2,7 @@
 // fills the same ghost layers on every layout; each side of a message chooses on its own; runs
 // from the in-place threshold on go in place; the automatic choice follows the cost model.
 #include <halo_oracle.hpp>
+#include <khalo/detail/halo/direct_read.hpp>
 #include <khalo/detail/halo/single_copy.hpp>
 #include <khalo/detail/halo/transport.hpp>
 #include <khalo/halo.hpp>
@@ -10,8 +11,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -232,6 +237,42 @@ TEST(HaloTransport, DirectReadsFollowTheView) {
     const auto& s = halo.stats();
     EXPECT_EQ(s.direct_sends, direct_reads ? 6 * n : 0) << direct_reads;
     EXPECT_EQ(s.direct_recvs, direct_reads ? 6 * n : 0) << direct_reads;
+  }
+}
+
+// The pieces of a direct read that can fail: the handshake's test read accepts only the token
+// itself at its address in a process that exists; a read from where the sender's View is not
+// throws an error that names the rank it reads from, never a crash.
+TEST(DirectRead, RefusesWhatItCannotRead) {
+  using namespace khalo::detail;
+  const std::uint64_t& token = direct_read_token();
+  const auto me = static_cast<std::int64_t>(getpid());
+  const auto at = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(&token));
+  EXPECT_TRUE(can_read_process(me, at, token));
+  EXPECT_FALSE(can_read_process(me, at, token ^ 1));  // another process's token
+  EXPECT_FALSE(can_read_process(me, 8, token));       // nothing mapped there
+  EXPECT_FALSE(can_read_process(-1, at, token));      // no such process
+
+  std::vector<float> mine(64, 0.0F);
+  std::vector<float> theirs(64, 7.0F);
+  Message m;
+  m.peer = 3;
+  m.bytes = 64 * sizeof(float);
+  m.direct = true;
+  m.direct_pid = me;
+  constexpr int half = 32 * static_cast<int>(sizeof(float));
+  m.runs = {{0, 0, half}, {0, half, half}};
+  m.remote_runs = {{0, 0, 2 * half}};  // cut differently: one run
+  const std::vector<void*> local{mine.data()};
+  std::uint64_t remote = reinterpret_cast<std::uintptr_t>(theirs.data());
+  read_direct(m, local, &remote, "test");
+  EXPECT_EQ(mine, theirs);
+  remote = 8;
+  try {
+    read_direct(m, local, &remote, "test");
+    ADD_FAILURE() << "a read from unmapped memory did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("from the View of rank 3"), std::string::npos) << e.what();
   }
 }
 
