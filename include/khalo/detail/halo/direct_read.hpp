@@ -94,17 +94,7 @@ inline bool can_read_process(std::int64_t pid, std::int64_t address, std::uint64
 /// kDirectMaxRuns runs each, and its test read succeeds. Both then mark the message direct, or
 /// neither.
 inline void agree_direct_reads(MPI_Comm comm, const std::vector<bool>& on_node, std::vector<Phase>& phases) {
-  auto local = [&](const Message& m) { return on_node[static_cast<std::size_t>(m.peer)]; };
-  std::vector<Message*> sends;
-  std::vector<Message*> recvs;
-  for (auto& ph : phases) {
-    for (auto& m : ph.sends) {
-      if (local(m)) sends.push_back(&m);
-    }
-    for (auto& m : ph.recvs) {
-      if (local(m)) recvs.push_back(&m);
-    }
-  }
+  auto [sends, recvs] = messages_on_node(phases, on_node);
   const bool allowed = direct_reads_allowed();
   const std::uint64_t& token = direct_read_token();
   // An offer: pid, the token's address, its value, then (field, offset, bytes) per run.

@@ -168,17 +168,7 @@ inline void share_on_node(MPI_Comm comm, const std::vector<bool>& on_node, std::
                           const std::shared_ptr<SharedSegment>& segment,
                           std::vector<std::shared_ptr<SharedSegment>>& mapped) {
   using Offer = std::array<std::int64_t, 6>;  // packs there?, pid, serial, token, bytes, offset
-  auto local = [&](const Message& m) { return on_node[static_cast<std::size_t>(m.peer)]; };
-  std::vector<Message*> sends;
-  std::vector<Message*> recvs;
-  for (auto& ph : phases) {
-    for (auto& m : ph.sends) {
-      if (local(m)) sends.push_back(&m);
-    }
-    for (auto& m : ph.recvs) {
-      if (local(m)) recvs.push_back(&m);
-    }
-  }
+  auto [sends, recvs] = messages_on_node(phases, on_node);
   std::vector<Offer> offers(sends.size());
   std::vector<MPI_Request> requests;
   requests.reserve(sends.size() + recvs.size());
