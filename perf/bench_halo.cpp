@@ -298,7 +298,8 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     records.push_back(j);
   }
   std::printf(
-      "khalo, per exchange (medians of %d profiled exchanges, slowest rank each): pack %.4f ms, unpack %.4f ms, "
+      "khalo, per exchange (medians of %d profiled exchanges, slowest rank each): pack %.4f ms, unpack or direct "
+      "read %.4f ms, "
       "boundary fill "
       "%.4f ms, MPI_Waitall %.4f ms, MPI_Isend/Irecv %.4f ms, the rest %.4f ms, of %.4f ms; split phase: start() "
       "takes %.4f ms\n"

@@ -94,7 +94,7 @@ def halo_tables(out, halo):
                      ms("mpi_wait_s"), ms("mpi_post_s"), ms("rest_s"), ms("row_copy_pack_s"),
                      "%.2f" % (k["bytes"] / p["pack_s"] * 1e-9) if p["pack_s"] > 0 else "-"])
     out.table("Where khalo's exchange time goes (ms per exchange, slowest rank; Kokkos Tools kernel timers, PMPI)",
-              ["case", "layout", "ranks", "exchange", "pack", "unpack", "boundary fill", "MPI_Waitall",
+              ["case", "layout", "ranks", "exchange", "pack", "unpack or direct read", "boundary fill", "MPI_Waitall",
                "MPI_Isend/Irecv", "rest", "row-wise copy of the faces", "pack GB/s"], prow)
 
 

@@ -405,9 +405,16 @@ class HaloEngine {
     const std::uint64_t* ready = ready_in_.data();
     for (const auto& m : ph.recvs) {
       stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (m.direct) {
-        read_direct(m, data_, std::exchange(ready, ready + data_.size()),
-                    who_ + ": rank " + std::to_string(comm_.rank()));
+      if (m.direct) {  // the receive side's copy, named for profilers as the kernels are
+        Kokkos::Profiling::pushRegion("khalo::Halo::direct_read");
+        try {
+          read_direct(m, data_, std::exchange(ready, ready + data_.size()),
+                      who_ + ": rank " + std::to_string(comm_.rank()));
+        } catch (...) {
+          Kokkos::Profiling::popRegion();
+          throw;
+        }
+        Kokkos::Profiling::popRegion();
         ++stats_.direct_recvs;
         acknowledge = true;
       }
