@@ -4,10 +4,10 @@
 /// copied by the receiver straight out of the sender's View into its own, with one Linux
 /// cross-memory-attach call (process_vm_readv) over all the face's runs. In place through MPI,
 /// each run is a message of its own and pays a rendezvous; a direct read pays one, like a
-/// contiguous face (perf/RESULTS.md, "Direct reads"). MPI carries two empty messages per face:
+/// contiguous face (perf/RESULTS.md, "Direct reads"). MPI carries two small messages per face:
 /// the sender's "ready", which holds its fields' data pointers for this exchange, and the
-/// receiver's "read" (node_shared.hpp's kReadTag), before which the sender leaves its View
-/// alone, as it would while MPI read it.
+/// receiver's empty "read" (node_shared.hpp's kReadTag), before which the sender leaves its
+/// View alone, as it would while MPI read it.
 ///
 /// The plan's handshake tries a read first: the sender offers the address of a random token of
 /// its process, the receiver reads it and compares. Where that fails (ranks in separate PID
