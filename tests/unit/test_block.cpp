@@ -257,8 +257,9 @@ TEST(Block, CopyBlockBetweenArraysOfDifferentPadding) {
 }
 
 // The kind of store of packs another process reads (halo/store_choice.hpp): streaming first, a
-// probe of the other kind after kFirstProbeAfter exchanges and then every kProbeEvery, and the
-// kind whose fastest pack was faster kept; KHALO_STREAM_PACKS=0 / 1 fix the kind.
+// probe of the other kind after kFirstProbeAfter exchanges and then every kProbeEvery, a probe
+// that switched checked again kConfirmAfter later, and the kind whose fastest pack was faster
+// kept; KHALO_STREAM_PACKS=0 / 1 fix the kind.
 TEST(StoreChoice, KeepsTheFasterKind) {
   using khalo::detail::StoreChoice;
   using khalo::detail::StorePolicy;
@@ -274,18 +275,20 @@ TEST(StoreChoice, KeepsTheFasterKind) {
   const int first = StoreChoice::kFirstProbeAfter;
   const int every = StoreChoice::kProbeEvery;
   const int probe = StoreChoice::kProbeLength;
-  const int start = first + probe;           // the first probe's end: ordinary from here
-  const int second = start + every - probe;  // the second probe (streaming), still slower
-  const int third = second + every;          // the third, from which streaming is faster
-  {  // Ordinary stores are faster until the second probe has ended, then streaming is.
+  const int confirm = StoreChoice::kConfirmAfter;
+  {  // Ordinary stores are faster until exchange 100, then streaming is.
     StoreChoice c;
-    const int change = second + probe;
+    const int change = 100;
     const auto kinds = run(c, 3 * every, [&](bool stream, int i) { return stream == (i >= change) ? 1.0 : 2.0; });
+    // The probes: ordinary at first (wins), streaming to confirm (loses), streaming a period
+    // later (wins), ordinary to confirm (loses), ordinary a period later (loses).
+    const int p1 = first, p2 = p1 + probe + confirm - probe, p3 = p2 + probe + every - probe;
+    const int p4 = p3 + probe + confirm - probe, p5 = p4 + probe + every - probe;
     std::vector<int> want;
     for (int i = 0; i < 3 * every; ++i) {
-      const bool probing =
-          (i >= first && i < start) || (i >= second && i < second + probe) || (i >= third && i < third + probe);
-      const int best = i < start ? 1 : i < third + probe ? 0 : 1;
+      auto in = [&](int p) { return i >= p && i < p + probe; };
+      const int best = i < p1 + probe ? 1 : i < p3 + probe ? 0 : 1;
+      const bool probing = in(p1) || in(p2) || in(p3) || in(p4) || in(p5);
       want.push_back(probing ? 1 - best : best);
     }
     EXPECT_EQ(kinds, want);
@@ -294,6 +297,14 @@ TEST(StoreChoice, KeepsTheFasterKind) {
     StoreChoice c;
     const auto kinds = run(c, every, [&](bool stream, int i) { return stream ? (i == first - 1 ? 9.0 : 1.0) : 1.5; });
     EXPECT_EQ(std::count(kinds.begin(), kinds.end(), 0), probe);
+  }
+  {  // A probe that won by chance (ordinary faster only while it ran) is undone by the next one,
+     // kConfirmAfter exchanges after its start; that switch back is confirmed in turn by a probe
+     // of ordinary stores. Without the confirmation, ordinary stores until the second period.
+    StoreChoice c;
+    const auto kinds =
+        run(c, every, [&](bool stream, int i) { return stream ? 1.0 : (i >= first && i < first + probe ? 0.5 : 2.0); });
+    EXPECT_EQ(std::count(kinds.begin(), kinds.end(), 0), confirm + probe);
   }
   for (const auto policy : {StorePolicy::ordinary, StorePolicy::stream}) {
     StoreChoice c(policy);

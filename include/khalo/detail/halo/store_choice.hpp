@@ -14,7 +14,11 @@
 /// (the first time after kFirstProbeAfter) it packs kProbeLength exchanges with the other kind,
 /// then keeps the kind whose fastest pack (time per byte) was lower: of the probe, or of the
 /// kProbeLength exchanges just before it. The fastest, because a slower pack was interrupted or
-/// cold; just before, so that both kinds are timed where the processes now run.
+/// cold; just before, so that both kinds are timed where the processes now run. A probe that
+/// switched kinds is checked by the next one kConfirmAfter exchanges later, not kProbeEvery: a
+/// probe that won by chance (the machine busy during the packs before it) then costs 16
+/// exchanges of the slower kind, not 128 (bench_halo at 19:41 UTC, perf/RESULTS.md "Direct
+/// reads": a contiguous face ran 89 of its 102 exchanges with ordinary stores at 7.6 GB/s).
 /// KHALO_STREAM_PACKS=1 or 0 fixes the kind instead (streaming or ordinary), to compare.
 
 #include <algorithm>
@@ -48,6 +52,7 @@ class StoreChoice {
   static constexpr int kProbeEvery = 128;
   static constexpr int kProbeLength = 2;
   static constexpr int kFirstProbeAfter = 16;
+  static constexpr int kConfirmAfter = 16;
 
   explicit StoreChoice(StorePolicy policy = StorePolicy::measured)
       : policy_(policy), best_(policy != StorePolicy::ordinary) {}
@@ -72,10 +77,11 @@ class StoreChoice {
     }
     ++count_;
     if (count_ == probe_end()) {
-      if (probe_ < before_) best_ = !best_;
+      const bool switched = probe_ < before_;
+      if (switched) best_ = !best_;
       before_ = std::numeric_limits<double>::infinity();
       probe_ = std::numeric_limits<double>::infinity();
-      probe_start_ = count_ + kProbeEvery - kProbeLength;
+      probe_start_ = count_ + (switched ? kConfirmAfter : kProbeEvery) - kProbeLength;
     }
   }
 
