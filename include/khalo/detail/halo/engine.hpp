@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// The MPI engine behind khalo::Halo: its plans per shape, buffers, requests,
-/// and the phases of one exchange. Shared by a Halo and the exchange it
+/// The MPI engine behind khalo::Halo: its plans per shape (their buffers: buffers.hpp),
+/// requests, and the phases of one exchange. Shared by a Halo and the exchange it
 /// started, so either may go first. Not public.
 
 #include <khalo/decomposition.hpp>
@@ -134,13 +134,13 @@ class HaloEngine {
         }
       }
     };
-    allocating([&] { allocate_send(plan); });
+    allocating([&] { stats_.allocations += allocate_send_buffer(plan.phases, plan.buffers, options_.stage, shares_); });
     if (!shares_.empty()) {
       share_on_node(comm_.get(), shares_, plan.phases, plan.buffers.send_segment, plan.buffers.mapped);
     }
     choose_streaming(plan.phases, on_node_, [] { return single_copy_min_bytes(); });
     plan.stores.assign(plan.phases.size(), StoreChoice(store_policy_));
-    allocating([&] { allocate_recv(plan); });
+    allocating([&] { stats_.allocations += allocate_recv_buffer(plan.phases, plan.buffers, options_.stage); });
     throw_if_any<std::runtime_error>(comm_.get(), error);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
   }
@@ -150,8 +150,6 @@ class HaloEngine {
   void start(const Exec& exec, Plan& plan, std::vector<void*> data) {
     current_ = &plan;
     data_ = std::move(data);
-    ready_out_.clear();
-    for (void* d : data_) ready_out_.push_back(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(d)));
     in_flight_ = true;
     zero_fills_ = true;
     if (options_.zero_fill_once) {
@@ -224,62 +222,6 @@ class HaloEngine {
   // Plain host memory, which another process can read (not CUDA's managed memory).
   static constexpr bool kDirectReads = std::is_same_v<MemSpace, Kokkos::HostSpace>;
 
-  bool shares_with(int peer) const { return !shares_.empty() && shares_[static_cast<std::size_t>(peer)]; }
-
-  // Lays out a phase's packed messages (\p skip: those that need no room) in one buffer;
-  // returns its size. Phases share the buffer: a phase ends only when its buffers are free.
-  template <class Skip>
-  static std::size_t lay_out(std::vector<Message>& messages, const Skip& skip) {
-    std::size_t n = 0;
-    for (auto& m : messages) {
-      if (m.packed() && !skip(m)) m.buffer_offset = std::exchange(n, align_up(n + m.bytes, 64));
-    }
-    return n;
-  }
-
-  using Device = typename Buffers<MemSpace>::Device;
-  using Host = typename Buffers<MemSpace>::Host;
-  void make(std::size_t bytes, const char* label, Device& device, Host& host) {
-    if (bytes == 0) return;
-    device = Device(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), bytes);
-    ++stats_.allocations;
-    if (options_.stage) {
-      host = Host(Kokkos::view_alloc(std::string(label) + "_host", Kokkos::WithoutInitializing), bytes);
-      ++stats_.allocations;
-    }
-  }
-
-  // The send buffer, big enough for the largest phase's packed messages: in node-shared memory
-  // when one of them may go to a neighbour on this node (else, or when the node cannot give
-  // it, an ordinary buffer). A rank whose messages all go in place or by datatype (or that has
-  // no neighbour) allocates nothing.
-  void allocate_send(Plan& plan) {
-    std::size_t send = 0;
-    bool to_node = false;
-    for (auto& ph : plan.phases) {
-      send = std::max(send, lay_out(ph.sends, [](const Message&) { return false; }));
-      for (const auto& m : ph.sends) to_node = to_node || (m.packed() && shares_with(m.peer));
-    }
-    auto& b = plan.buffers;
-    if constexpr (kHost) {
-      if (to_node && send > 0) b.send_segment = SharedSegment::create(send);
-      if (b.send_segment != nullptr) {
-        b.send = Device(b.send_segment->data(), send);
-        ++stats_.allocations;
-        return;
-      }
-    }
-    make(send, "khalo::send", b.send, b.send_host);
-  }
-
-  // The receive buffer, for the packed messages that do not come from a neighbour's
-  // node-shared buffer.
-  void allocate_recv(Plan& plan) {
-    std::size_t recv = 0;
-    for (auto& ph : plan.phases) recv = std::max(recv, lay_out(ph.recvs, [](const Message& m) { return m.shared; }));
-    make(recv, "khalo::recv", plan.buffers.recv, plan.buffers.recv_host);
-  }
-
   unsigned char* field_bytes(int field) const {
     return static_cast<unsigned char*>(data_[static_cast<std::size_t>(field)]);
   }
@@ -338,7 +280,7 @@ class HaloEngine {
     unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
     for (const auto& m : ph.sends) {
       if (m.direct) {
-        post(MPI_Isend, ready_out_.data(), ready_bytes(), m);  // "ready": where my fields are
+        post(MPI_Isend, data_.data(), ready_bytes(), m);  // "ready": where my fields are
         ++stats_.messages;
         ++stats_.direct_sends;
       } else if (m.shared) {
@@ -373,7 +315,10 @@ class HaloEngine {
     }
   }
 
-  int ready_bytes() const { return static_cast<int>(data_.size() * sizeof(std::uint64_t)); }
+  // "ready" carries data_ as it is: the fields' addresses, which read_direct takes as 64-bit
+  // integers.
+  static_assert(sizeof(void*) == sizeof(std::uint64_t), "direct reads need 64-bit addresses");
+  int ready_bytes() const { return static_cast<int>(data_.size() * sizeof(void*)); }
 
   template <class Post, class Ptr>
   void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m, int tag_base = 0) {
@@ -469,8 +414,7 @@ class HaloEngine {
   Plan* current_ = nullptr;
   std::vector<void*> data_;
   std::vector<MPI_Request> requests_;
-  std::vector<std::uint64_t> ready_out_;  // this exchange's field pointers, for direct reads of my faces
-  std::vector<std::uint64_t> ready_in_;   // the senders' of this phase's direct reads
+  std::vector<std::uint64_t> ready_in_;  // the senders' of this phase's direct reads
   std::size_t phase_ = 0;
   Options options_;
   bool in_flight_ = false;

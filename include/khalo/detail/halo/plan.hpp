@@ -1,39 +1,23 @@
 #pragma once
 /// \file
 /// The plan behind khalo::Halo for one set of field shapes: the phases (phases.hpp) and the
-/// send and receive buffers that persist across exchanges. The rooms: fields (fields.hpp),
-/// messages and fills (messages.hpp), boundary policies (boundary.hpp), phase geometry
-/// (phases.hpp), validation (validate.hpp), the in-place handshake
-/// (handshake.hpp), the kind of store of packs (store_choice.hpp), and the MPI engine that runs
-/// a plan (engine.hpp). Not public.
+/// send and receive buffers that persist across exchanges (buffers.hpp). The rooms: fields
+/// (fields.hpp), messages and fills (messages.hpp), boundary policies (boundary.hpp), phase
+/// geometry (phases.hpp), validation (validate.hpp), the in-place handshake (handshake.hpp), the
+/// kind of store of packs (store_choice.hpp), and the MPI engine that runs a plan (engine.hpp).
+/// Not public.
 
+#include <khalo/detail/halo/buffers.hpp>
 #include <khalo/detail/halo/fields.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
-#include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/phases.hpp>
 #include <khalo/detail/halo/store_choice.hpp>
 #include <khalo/detail/halo/validate.hpp>
-#include <khalo/detail/staging.hpp>
 
-#include <Kokkos_Core.hpp>
-
-#include <memory>
 #include <vector>
 
 namespace khalo::detail {
-
-template <class MemSpace>
-struct Buffers {
-  using Device = Kokkos::View<unsigned char*, MemSpace>;
-  using Host = Kokkos::View<unsigned char*, StagingSpace>;
-  Device send;
-  Device recv;
-  Host send_host;  // staging when MPI may not touch MemSpace
-  Host recv_host;
-  std::shared_ptr<SharedSegment> send_segment;         // behind `send` when it is node-shared
-  std::vector<std::shared_ptr<SharedSegment>> mapped;  // node neighbours' send buffers
-};
 
 /// A plan for one set of field shapes: built collectively, then reused.
 template <class MemSpace>
