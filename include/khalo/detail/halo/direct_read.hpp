@@ -17,6 +17,7 @@
 /// (HaloSpec::set_shared_memory, KHALO_SHARED_MEMORY); KHALO_DIRECT_READS=0 turns direct reads
 /// off alone (to compare, or where reading a neighbour's memory is not wanted). Not public.
 
+#include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
 
@@ -94,60 +95,33 @@ inline bool can_read_process(std::int64_t pid, std::int64_t address, std::uint64
 /// kDirectMaxRuns runs each, and its test read succeeds. Both then mark the message direct, or
 /// neither.
 inline void agree_direct_reads(MPI_Comm comm, const std::vector<bool>& on_node, std::vector<Phase>& phases) {
-  auto [sends, recvs] = messages_on_node(phases, on_node);
   const bool allowed = direct_reads_allowed();
   const std::uint64_t& token = direct_read_token();
   // An offer: pid, the token's address, its value, then (field, offset, bytes) per run.
-  std::vector<std::vector<std::int64_t>> offers(sends.size());
-  std::vector<MPI_Request> requests;
-  requests.reserve(sends.size() + recvs.size());
-  for (std::size_t i = 0; i < sends.size(); ++i) {
-    const Message& m = *sends[i];
-    auto& o = offers[i];
-    o = {static_cast<std::int64_t>(getpid()), static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(&token)),
-         static_cast<std::int64_t>(token)};
+  auto offer_of = [&](const Message& m) {
+    std::vector<std::int64_t> o{static_cast<std::int64_t>(getpid()),
+                                static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(&token)),
+                                static_cast<std::int64_t>(token)};
     if (allowed && m.runs.size() <= kDirectMaxRuns) {
       for (const auto& r : m.runs) o.insert(o.end(), {r.field, r.offset, r.bytes});
     }
-    requests.emplace_back();
-    KHALO_MPI_CHECK(MPI_Isend(o.data(), static_cast<int>(o.size()), MPI_INT64_T, m.peer, kDirectTag + 2 * m.tag, comm,
-                              &requests.back()));
-  }
-  std::vector<std::int64_t> answers(recvs.size(), 0);
-  for (std::size_t i = 0; i < recvs.size(); ++i) {
-    Message& m = *recvs[i];
-    MPI_Status status;
-    KHALO_MPI_CHECK(MPI_Probe(m.peer, kDirectTag + 2 * m.tag, comm, &status));
-    int count = 0;
-    KHALO_MPI_CHECK(MPI_Get_count(&status, MPI_INT64_T, &count));
-    std::vector<std::int64_t> offer(static_cast<std::size_t>(count));
-    KHALO_MPI_CHECK(
-        MPI_Recv(offer.data(), count, MPI_INT64_T, m.peer, kDirectTag + 2 * m.tag, comm, MPI_STATUS_IGNORE));
+    return o;
+  };
+  auto accept = [&](Message& m, const std::vector<std::int64_t>& offer) {
     std::vector<Run> theirs;
     std::int64_t bytes = 0;
     for (std::size_t k = 3; k + 2 < offer.size(); k += 3) {
       theirs.push_back({static_cast<int>(offer[k]), offer[k + 1], static_cast<int>(offer[k + 2])});
       bytes += offer[k + 2];
     }
-    const bool fits = allowed && count >= 3 && !theirs.empty() && m.in_place() && m.runs.size() <= kDirectMaxRuns &&
-                      bytes == static_cast<std::int64_t>(m.bytes);
-    if (fits && can_read_process(offer[0], offer[1], static_cast<std::uint64_t>(offer[2]))) {
-      m.direct_pid = offer[0];
-      m.remote_runs = std::move(theirs);
-      answers[i] = 1;
-    }
-    requests.emplace_back();
-    KHALO_MPI_CHECK(MPI_Isend(&answers[i], 1, MPI_INT64_T, m.peer, kDirectTag + 2 * m.tag + 1, comm, &requests.back()));
-  }
-  for (Message* m : sends) {
-    std::int64_t answer = 0;
-    KHALO_MPI_CHECK(MPI_Recv(&answer, 1, MPI_INT64_T, m->peer, kDirectTag + 2 * m->tag + 1, comm, MPI_STATUS_IGNORE));
-    m->direct = answer == 1;
-  }
-  for (std::size_t i = 0; i < recvs.size(); ++i) recvs[i]->direct = answers[i] == 1;
-  if (!requests.empty()) {
-    KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
-  }
+    const bool fits = allowed && offer.size() >= 3 && !theirs.empty() && m.in_place() &&
+                      m.runs.size() <= kDirectMaxRuns && bytes == static_cast<std::int64_t>(m.bytes);
+    if (!fits || !can_read_process(offer[0], offer[1], static_cast<std::uint64_t>(offer[2]))) return false;
+    m.direct_pid = offer[0];
+    m.remote_runs = std::move(theirs);
+    return true;
+  };
+  offer_on_node(comm, kDirectTag, phases, on_node, offer_of, accept, [](Message& m, bool yes) { m.direct = yes; });
 }
 
 /// Reads the direct message \p m: the sender's runs, at \p remote_bases (its fields' data

@@ -1,12 +1,15 @@
 #pragma once
 /// \file
-/// The handshake of a new plan: neighbours agree which messages go in place. Not public.
+/// The handshakes of a new plan: neighbours agree which messages go in place, and the one
+/// round of offers and answers that the node-local transports (node_shared.hpp,
+/// direct_read.hpp) agree with. Not public.
 
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
 
 #include <mpi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -52,6 +55,70 @@ inline void agree_in_place(MPI_Comm comm, std::vector<Phase>& phases) {
     KHALO_MPI_CHECK(MPI_Recv(theirs.data(), count, MPI_INT64_T, side.m->peer, side.recv_tag, comm, MPI_STATUS_IGNORE));
     if (side.m->runs.size() > 1 && theirs != side.mine && !side.m->direct) side.m->runs.clear();
   }
+  if (!requests.empty()) {
+    KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  }
+}
+
+/// The messages of \p phases whose peer \p on_node marks (per rank): what a handshake between the
+/// ranks of one node goes over, sends and receives apart, in the phases' order.
+struct NodeMessages {
+  std::vector<Message*> sends;
+  std::vector<Message*> recvs;
+};
+inline NodeMessages messages_on_node(std::vector<Phase>& phases, const std::vector<bool>& on_node) {
+  auto local = [&](const Message& m) { return on_node[static_cast<std::size_t>(m.peer)]; };
+  NodeMessages n;
+  for (auto& ph : phases) {
+    for (auto& m : ph.sends) {
+      if (local(m)) n.sends.push_back(&m);
+    }
+    for (auto& m : ph.recvs) {
+      if (local(m)) n.recvs.push_back(&m);
+    }
+  }
+  return n;
+}
+
+/// Collective with the neighbours on this node (\p on_node): one round of offers and answers
+/// over every message between two ranks of the node. The sender of each message offers
+/// \p offer_of(m), int64s with tag `tag_base + 2 m.tag`; the receiver takes it in
+/// \p accept(m, offer) and answers whether it accepted (`tag_base + 2 m.tag + 1`). Then
+/// \p agreed(m, yes) runs for every such send and receive, with the same yes on both sides.
+template <class OfferOf, class Accept, class Agreed>
+void offer_on_node(MPI_Comm comm, int tag_base, std::vector<Phase>& phases, const std::vector<bool>& on_node,
+                   const OfferOf& offer_of, const Accept& accept, const Agreed& agreed) {
+  auto [sends, recvs] = messages_on_node(phases, on_node);
+  std::vector<std::vector<std::int64_t>> offers(sends.size());
+  std::vector<MPI_Request> requests;
+  requests.reserve(sends.size() + recvs.size());
+  for (std::size_t i = 0; i < sends.size(); ++i) {
+    const Message& m = *sends[i];
+    offers[i] = offer_of(m);
+    requests.emplace_back();
+    KHALO_MPI_CHECK(MPI_Isend(offers[i].data(), static_cast<int>(offers[i].size()), MPI_INT64_T, m.peer,
+                              tag_base + 2 * m.tag, comm, &requests.back()));
+  }
+  std::vector<std::int64_t> answers(recvs.size(), 0);
+  for (std::size_t i = 0; i < recvs.size(); ++i) {
+    Message& m = *recvs[i];
+    const int tag = tag_base + 2 * m.tag;
+    MPI_Status status;
+    KHALO_MPI_CHECK(MPI_Probe(m.peer, tag, comm, &status));
+    int count = 0;
+    KHALO_MPI_CHECK(MPI_Get_count(&status, MPI_INT64_T, &count));
+    std::vector<std::int64_t> offer(static_cast<std::size_t>(count));
+    KHALO_MPI_CHECK(MPI_Recv(offer.data(), count, MPI_INT64_T, m.peer, tag, comm, MPI_STATUS_IGNORE));
+    answers[i] = accept(m, offer) ? 1 : 0;
+    requests.emplace_back();
+    KHALO_MPI_CHECK(MPI_Isend(&answers[i], 1, MPI_INT64_T, m.peer, tag + 1, comm, &requests.back()));
+  }
+  for (Message* m : sends) {
+    std::int64_t answer = 0;
+    KHALO_MPI_CHECK(MPI_Recv(&answer, 1, MPI_INT64_T, m->peer, tag_base + 2 * m->tag + 1, comm, MPI_STATUS_IGNORE));
+    agreed(*m, answer == 1);
+  }
+  for (std::size_t i = 0; i < recvs.size(); ++i) agreed(*recvs[i], answers[i] == 1);
   if (!requests.empty()) {
     KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
   }

@@ -73,24 +73,4 @@ struct Phase {
   std::vector<Fill> fills;
 };
 
-/// The messages of \p phases whose peer \p on_node marks (per rank): what a handshake between the
-/// ranks of one node goes over, sends and receives apart, in the phases' order.
-struct NodeMessages {
-  std::vector<Message*> sends;
-  std::vector<Message*> recvs;
-};
-inline NodeMessages messages_on_node(std::vector<Phase>& phases, const std::vector<bool>& on_node) {
-  auto local = [&](const Message& m) { return on_node[static_cast<std::size_t>(m.peer)]; };
-  NodeMessages n;
-  for (auto& ph : phases) {
-    for (auto& m : ph.sends) {
-      if (local(m)) n.sends.push_back(&m);
-    }
-    for (auto& m : ph.recvs) {
-      if (local(m)) n.recvs.push_back(&m);
-    }
-  }
-  return n;
-}
-
 }  // namespace khalo::detail

@@ -13,6 +13,7 @@
 /// unwinds from an error frees its own without waiting for anyone; their names are removed as
 /// soon as the neighbours have mapped them, so nothing is left in /dev/shm after a crash.
 
+#include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
 
@@ -167,53 +168,32 @@ inline constexpr int kReadTag = 2048;
 inline void share_on_node(MPI_Comm comm, const std::vector<bool>& on_node, std::vector<Phase>& phases,
                           const std::shared_ptr<SharedSegment>& segment,
                           std::vector<std::shared_ptr<SharedSegment>>& mapped) {
-  using Offer = std::array<std::int64_t, 6>;  // packs there?, pid, serial, token, bytes, offset
-  auto [sends, recvs] = messages_on_node(phases, on_node);
-  std::vector<Offer> offers(sends.size());
-  std::vector<MPI_Request> requests;
-  requests.reserve(sends.size() + recvs.size());
-  for (std::size_t i = 0; i < sends.size(); ++i) {
-    const Message& m = *sends[i];
+  // An offer: packs there?, then the segment's pid, serial, token and bytes, and the face's offset.
+  auto offer_of = [&](const Message& m) {
     const bool packs = segment != nullptr && m.packed();
     const SegmentName n = packs ? segment->name() : SegmentName{};
-    offers[i] = {packs ? 1 : 0, n.pid, n.serial, n.token, n.bytes, static_cast<std::int64_t>(m.buffer_offset)};
-    requests.emplace_back();
-    KHALO_MPI_CHECK(MPI_Isend(offers[i].data(), 6, MPI_INT64_T, m.peer, kShareTag + 2 * m.tag, comm, &requests.back()));
-  }
-  std::vector<std::int64_t> answers(recvs.size(), 0);
+    return std::vector<std::int64_t>{packs ? 1 : 0, n.pid,   n.serial,
+                                     n.token,       n.bytes, static_cast<std::int64_t>(m.buffer_offset)};
+  };
   std::map<std::array<std::int64_t, 3>, std::shared_ptr<SharedSegment>> opened;  // by pid, serial, token
-  for (std::size_t i = 0; i < recvs.size(); ++i) {
-    Message& m = *recvs[i];
-    Offer offer{};
-    KHALO_MPI_CHECK(MPI_Recv(offer.data(), 6, MPI_INT64_T, m.peer, kShareTag + 2 * m.tag, comm, MPI_STATUS_IGNORE));
-    if (offer[0] == 1) {
-      const SegmentName n{offer[1], offer[2], offer[3], offer[4]};
-      const std::array<std::int64_t, 3> key{n.pid, n.serial, n.token};
-      auto it = opened.find(key);
-      if (it == opened.end()) it = opened.emplace(key, SharedSegment::open(n)).first;
-      if (it->second != nullptr && offer[5] + static_cast<std::int64_t>(m.bytes) <= n.bytes) {
-        m.shared_from = it->second->data() + offer[5];
-        answers[i] = 1;
-      }
+  auto accept = [&](Message& m, const std::vector<std::int64_t>& offer) {
+    if (offer.size() != 6 || offer[0] != 1) return false;
+    const SegmentName n{offer[1], offer[2], offer[3], offer[4]};
+    const std::array<std::int64_t, 3> key{n.pid, n.serial, n.token};
+    auto it = opened.find(key);
+    if (it == opened.end()) it = opened.emplace(key, SharedSegment::open(n)).first;
+    if (it->second == nullptr || offer[5] + static_cast<std::int64_t>(m.bytes) > n.bytes) return false;
+    m.shared_from = it->second->data() + offer[5];
+    return true;
+  };
+  auto agreed = [](Message& m, bool yes) {
+    m.shared = yes;
+    if (yes) {  // a receiver unpacks from the sender's buffer, whatever it chose itself
+      m.runs.clear();
+      m.datatype.reset();
     }
-    requests.emplace_back();
-    KHALO_MPI_CHECK(MPI_Isend(&answers[i], 1, MPI_INT64_T, m.peer, kShareTag + 2 * m.tag + 1, comm, &requests.back()));
-  }
-  for (Message* m : sends) {
-    std::int64_t answer = 0;
-    KHALO_MPI_CHECK(MPI_Recv(&answer, 1, MPI_INT64_T, m->peer, kShareTag + 2 * m->tag + 1, comm, MPI_STATUS_IGNORE));
-    m->shared = answer == 1;
-  }
-  for (Message* m : recvs) {
-    m->shared = m->shared_from != nullptr;
-    if (m->shared) {  // whatever this side chose, it unpacks from the sender's buffer
-      m->runs.clear();
-      m->datatype.reset();
-    }
-  }
-  if (!requests.empty()) {
-    KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
-  }
+  };
+  offer_on_node(comm, kShareTag, phases, on_node, offer_of, accept, agreed);
   for (auto& [key, s] : opened) {
     if (s != nullptr) mapped.push_back(s);
   }
