@@ -101,8 +101,9 @@ def fit(args):
     if os.path.exists(args.out):  # keep the sharing fit (fit-sharing) of an earlier run
         with open(args.out) as f:
             old = json.load(f)
-        if "sharing" in old:
-            res["sharing"] = old["sharing"]
+        for k in ("sharing", "node"):
+            if k in old:
+                res[k] = old[k]
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
     for k, e in res.items():
@@ -123,7 +124,7 @@ def fills_of(r):
     return r.get("fill_every_exchange", True)
 
 
-def fit_copy(bench_paths, stat, scheme, part, overhead=False):
+def fit_copy(bench_paths, stat, scheme, part, overhead=False, on_node=False):
     """delta (s per run) and gamma (bytes/s) of a Copy, and with `overhead` a fixed time per
     exchange, fitted on the 2-rank records of `scheme`: part(phase_work) gives (runs, bytes, the
     rest of the model's time) for a record, or None to leave it out. Least squares on relative
@@ -136,7 +137,8 @@ def fit_copy(bench_paths, stat, scheme, part, overhead=False):
             continue
         C, D, rows, W = case_shape(r)
         how = "datatype" if scheme == "mpi_datatype" else "khalo"
-        got = part(phase_work(r["layout"], C, D, rows, W, "h", 1, how, fills=fills_of(r), datatypes=True))
+        got = part(phase_work(r["layout"], C, D, rows, W, "h", 1, how, fills=fills_of(r), datatypes=True,
+                              on_node=on_node))
         if got is None or (got[1] == 0 and not overhead):
             continue
         n_runs, n_bytes, other = got
@@ -173,6 +175,32 @@ def load_fit(path):
     copy = Copy(fd["copy"]["delta_s_per_run"], fd["copy"]["gamma_Bps"], fd["copy"].get("overhead_s", 0.0))
     dt = fd.get("datatype")  # absent in fits from before the datatype transport
     return fd, link, copy, (Copy(dt["delta_s_per_run"], dt["gamma_Bps"]) if dt else None)
+
+
+def load_node_copy(fd):
+    """fit-node's cost of a face through the node-shared buffer (a Copy), None before fit-node."""
+    node = fd.get("node")
+    return Copy(node["delta_s_per_run"], node["gamma_Bps"]) if node else None
+
+
+def fit_node(args):
+    """The copy cost of a face through the node-shared buffer (a streamed pack into it, the
+    peer's unpack from it), fitted on the 2-rank records measured with khalo's node-local
+    transports on (measure.sh's node2 step), as `fit` fits the copy cost toward MPI: the
+    time minus khalo's fixed overhead and the two empty messages, against the runs and bytes
+    copied. Direct reads are not fitted: the link's single-copy bandwidth prices them."""
+    fd, link, copy, _ = load_fit(args.fit)
+    use_in_place_run(args, args.bench)
+    node = fit_copy(args.bench, args.stat or fd.get("bench_stat", "q1_s"), "khalo", lambda w: (
+        w["copy_runs"], w["copy_bytes"], copy.overhead + w["signal_waits"] * link.time(1, 0))
+        if w["transport"] == "shared" else None, on_node=True)
+    node["source"] = [os.path.relpath(b, HERE) for b in args.bench]
+    fd["node"] = node
+    with open(args.fit, "w") as f:
+        json.dump(fd, f, indent=1)
+    print(f"node-shared faces: delta = {node['delta_s_per_run'] * 1e9:.1f} ns per run, "
+          f"gamma = {node['gamma_Bps'] / 1e9:.2f} GB/s (toward MPI: {copy.gamma / 1e9:.2f}), fitted on "
+          f"{len(node['fitted_on'])} cases, dropped {node['dropped']} -> {args.fit}")
 
 
 def fit_sharing(args):

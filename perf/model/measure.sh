@@ -6,12 +6,14 @@
 #                            oversubscribed when the machine has 2 cores)
 #   halo_np{2,3,4}.json      bench_halo, Wan cases, 2, 3 and 4 ranks
 #   halo_quick_np{2,3,4}.json  the same in bench_halo's --quick form (tiny shapes: latency)
+#   node/halo{,_quick}_np{2,3,4}.json  the same with khalo's node-local transports on (steps node2..4)
 #   idle_share.jsonl         idle_share.c at 2, 3, 4 ranks, Open MPI's default and without yield
 #   khalo.json               the commit measured and khalo's in-place threshold in it
 #   machine.txt              lscpu, scheduling group, load before and after each step
 # Then fit, fit-sharing, validate, predict. Build bench_halo first (README.md). Usage:
 #   perf/model/measure.sh [build-dir] [step ...]     (default: build; every step)
-# Steps: pingpong chain np2 np3 np4 analyse (the default), and idle. Each step takes
+# Steps: pingpong chain np2 np3 np4 analyse (the default), idle, and node2 node3 node4 (bench_halo
+# with khalo's node-local transports on, into $data/node/: validate --bench data/node/*.json). Each step takes
 # $KHALO_CPU_LOCK (a flock file, e.g. /tmp/khalo-cpu.lock) when set, so that other timed jobs on
 # a shared machine run between steps, not during one (np4, the longest, took 1.5 minutes with
 # priority, ~5 under load without).
@@ -45,19 +47,24 @@ locked() {  # run "$@" (a function) under $KHALO_CPU_LOCK when set
 if [[ ! -s $data/machine.txt ]]; then
   { lscpu | grep -E 'Model name|CPU family|^Model:|^CPU\(s\)'; mpirun --version | head -1; } > "$data/machine.txt"
 fi
-bench() {  # ranks
+bench() {  # ranks [out-dir [bench_halo option]]
   # What was measured: the commit, and khalo's in-place threshold in it (the model follows it).
-  # khalo goes through MPI (--no-shared-memory): the model describes MPI's transports, which are
-  # what ranks on different nodes use; on one node khalo packs through node-shared buffers.
+  # By default khalo goes through MPI (--no-shared-memory): the model's fit describes MPI's
+  # transports, which are what ranks on different nodes use. The node-N steps keep khalo's
+  # node-local transports (direct reads, node-shared buffers) on, into $data/node/: the model
+  # predicts those from the same fit (exchange.py, on_node).
+  local out=${2:-$data}
+  local opt=("${@:3}")
+  mkdir -p "$out"
   threshold=$($py perf/model/exchange.py --in-place-run-bytes)
-  printf '{"commit": "%s", "in_place_run_bytes": %s}\n' "$(git rev-parse HEAD)" "$threshold" > "$data/khalo.json"
-  load "bench_halo np$1 start"
-  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --only wan --no-shared-memory --budget "${KHALO_MODEL_BUDGET:-0.5}" \
-    --json "$data/halo_np$1.json" </dev/null > "$data/halo_np$1.txt"
-  load "bench_halo --quick np$1 start"
-  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --quick --only wan --no-shared-memory \
-    --json "$data/halo_quick_np$1.json" </dev/null > "$data/halo_quick_np$1.txt"
-  load "bench_halo np$1 end"
+  printf '{"commit": "%s", "in_place_run_bytes": %s}\n' "$(git rev-parse HEAD)" "$threshold" > "$out/khalo.json"
+  load "bench_halo np$1 start ($out)"
+  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --only wan "${opt[@]}" --budget "${KHALO_MODEL_BUDGET:-0.5}" \
+    --json "$out/halo_np$1.json" </dev/null > "$out/halo_np$1.txt"
+  load "bench_halo --quick np$1 start ($out)"
+  mpirun --oversubscribe -np "$1" "$build/perf/bench_halo" --quick --only wan "${opt[@]}" \
+    --json "$out/halo_quick_np$1.json" </dev/null > "$out/halo_quick_np$1.txt"
+  load "bench_halo np$1 end ($out)"
 }
 chain() {
   load "chain start"
@@ -87,13 +94,14 @@ for s in "${steps[@]}"; do
     pingpong) mpicc -O2 -o "$build/pingpong" perf/model/pingpong.c; locked pingpong ;;
     chain) mpicc -O2 -o "$build/chain" perf/model/chain.c; locked chain ;;
     idle) mpicc -O2 -o "$build/idle_share" perf/model/idle_share.c; locked idle ;;
-    np[0-9]*) locked bench "${s#np}" ;;
+    np[0-9]*) locked bench "${s#np}" "$data" --no-shared-memory ;;
+    node[0-9]*) locked bench "${s#node}" "$data/node" ;;
     analyse)
       cpu="$(lscpu | sed -n "s/^Model name: *//p"), family $(lscpu | sed -n "s/^CPU family: *//p") model $(lscpu | sed -n "s/^Model: *//p")"
       $py perf/model/halo_model.py fit --cpu "$cpu"
       $py perf/model/halo_model.py fit-sharing
       $py perf/model/halo_model.py validate --bench "$data"/halo_np{2,3,4}.json "$data"/halo_quick_np{2,3,4}.json
       $py perf/model/halo_model.py predict ;;
-    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse idle)" >&2; exit 2 ;;
+    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse idle node2 node3 node4)" >&2; exit 2 ;;
   esac
 done
