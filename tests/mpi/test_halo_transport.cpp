@@ -146,9 +146,11 @@ TEST(HaloTransport, RunsFromTheThresholdOnGoInPlace) {
 
 // Toward a neighbour that shares buffers on the node (these ranks share one), a face in place
 // on both sides is read straight from the sender's View (direct_read.hpp): one "ready" message
-// per face, whatever its runs. Without direct reads (KHALO_DIRECT_READS=0) runs go in place
-// through MPI only from kSharedInPlaceMinRunBytes (64 KiB) on: shorter ones are packed into the
-// shared buffer, one face, no MPI rendezvous per run. The caller's threshold holds either way.
+// per face, when its runs are at least kDirectMinRunBytes (4 KiB) long; shorter ones go through
+// the shared buffer even where the caller's threshold puts them in place. Without direct reads
+// (KHALO_DIRECT_READS=0) runs go in place through MPI only from kSharedInPlaceMinRunBytes
+// (64 KiB) on: shorter ones are packed into the shared buffer, one face, no MPI rendezvous per
+// run. The caller's threshold holds either way.
 TEST(HaloTransport, ShortRunsGoThroughNodeSharedBuffers) {
   struct Face {
     std::int64_t C, W, threshold;
@@ -161,7 +163,9 @@ TEST(HaloTransport, ShortRunsGoThroughNodeSharedBuffers) {
     for (const Face f : {Face{64, 64, khalo::kDefaultInPlaceMinRunBytes, true, false},   // 16 KiB
                          Face{64, 255, khalo::kDefaultInPlaceMinRunBytes, true, false},  // a float short of 64 KiB
                          Face{64, 256, khalo::kDefaultInPlaceMinRunBytes, true, true},   // 64 KiB
-                         Face{64, 256, 128 * 1024, false, false}}) {
+                         Face{64, 256, 128 * 1024, false, false},
+                         Face{16, 64, 1, true, false},      // 4 KiB, in place at the caller's threshold
+                         Face{16, 63, 1, false, false}}) {  // a float short of 4 KiB
       const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, f.C, D, 2 * world_size() + 1, f.W});
       HaloSpec spec(1);
       spec.set_in_place_min_run_bytes(f.threshold);

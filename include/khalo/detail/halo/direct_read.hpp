@@ -46,6 +46,23 @@ inline constexpr int kDirectTag = 8192;
 /// (1024 on Linux) pieces per side.
 inline constexpr std::size_t kDirectMaxRuns = 1024;
 
+/// Runs shorter than this make a face of several runs go another way (the node-shared buffer).
+/// The kernel pins the pages of every run, about 0.2 us per run apart from the bytes: for a face
+/// of 256 KiB, a read of runs of 512 B took 8-9x one of runs of 64 KiB, of 2 KiB 2.2-2.5x, of
+/// 4 KiB 1.3-1.4x, of 16 KiB 1.1-1.2x (perf/direct_read_sweep; perf/RESULTS.md, "Direct reads").
+inline constexpr std::int64_t kDirectMinRunBytes = 4096;
+
+/// Whether one side of a face may be read directly in \p runs: at most kDirectMaxRuns of them,
+/// and one run or runs of at least kDirectMinRunBytes each.
+inline bool direct_runs_fit(const std::vector<Run>& runs) {
+  if (runs.empty() || runs.size() > kDirectMaxRuns) return false;
+  if (runs.size() == 1) return true;
+  for (const auto& r : runs) {
+    if (r.bytes < kDirectMinRunBytes) return false;
+  }
+  return true;
+}
+
 /// False when the environment turns direct reads off: KHALO_DIRECT_READS=0. A rank where it is
 /// off still takes part in the handshake; it offers no runs and accepts none.
 inline bool direct_reads_allowed() {
@@ -90,10 +107,10 @@ inline bool can_read_process(std::int64_t pid, std::int64_t address, std::uint64
 
 /// Collective with the neighbours on this node (\p on_node): which messages the receiver reads
 /// directly (Message::direct). The sender of each message between two ranks of one node offers
-/// its process, its token's address and value, and its runs (none when it does not go in place);
-/// the receiver accepts when both sides go in place with the same bytes, in at most
-/// kDirectMaxRuns runs each, and its test read succeeds. Both then mark the message direct, or
-/// neither.
+/// its process, its token's address and value, and its runs (none when it does not go in place
+/// or its runs do not fit: direct_runs_fit); the receiver accepts when both sides go in place
+/// with the same bytes, in runs that fit, and its test read succeeds. Both then mark the message
+/// direct, or neither.
 inline void agree_direct_reads(MPI_Comm comm, const std::vector<bool>& on_node, std::vector<Phase>& phases) {
   const bool allowed = direct_reads_allowed();
   const std::uint64_t& token = direct_read_token();
@@ -102,7 +119,7 @@ inline void agree_direct_reads(MPI_Comm comm, const std::vector<bool>& on_node, 
     std::vector<std::int64_t> o{static_cast<std::int64_t>(getpid()),
                                 static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(&token)),
                                 static_cast<std::int64_t>(token)};
-    if (allowed && m.runs.size() <= kDirectMaxRuns) {
+    if (allowed && direct_runs_fit(m.runs)) {
       for (const auto& r : m.runs) o.insert(o.end(), {r.field, r.offset, r.bytes});
     }
     return o;
@@ -114,8 +131,8 @@ inline void agree_direct_reads(MPI_Comm comm, const std::vector<bool>& on_node, 
       theirs.push_back({static_cast<int>(offer[k]), offer[k + 1], static_cast<int>(offer[k + 2])});
       bytes += offer[k + 2];
     }
-    const bool fits = allowed && offer.size() >= 3 && !theirs.empty() && m.in_place() &&
-                      m.runs.size() <= kDirectMaxRuns && bytes == static_cast<std::int64_t>(m.bytes);
+    const bool fits = allowed && offer.size() >= 3 && !theirs.empty() && m.in_place() && direct_runs_fit(m.runs) &&
+                      bytes == static_cast<std::int64_t>(m.bytes);
     if (!fits || !can_read_process(offer[0], offer[1], static_cast<std::uint64_t>(offer[2]))) return false;
     m.direct_pid = offer[0];
     m.remote_runs = std::move(theirs);
