@@ -13,15 +13,20 @@ HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "halo_spec.hpp")
 TRANSPORT_HEADER = os.path.join(HERE, "..", "..", "include", "khalo", "detail", "halo", "transport.hpp")
 
 
+def header_constant(name, path):
+    """An integer constant `name` = expression; of a header of the tree (digits, *, +, <<, parentheses)."""
+    with open(path) as f:
+        m = re.search(name + r"\s*=\s*([0-9 *+<()]+);", f.read())
+    if not m:
+        raise RuntimeError(f"{name} not found in {path}")
+    return int(eval(m.group(1), {"__builtins__": {}}))
+
+
 def header_in_place_run(path=HEADER):
     """khalo's in-place threshold, kDefaultInPlaceMinRunBytes, as the source tree defines it: a face
     whose runs are all >= this many bytes goes to MPI in place, one message per run; otherwise
     khalo packs it into one message."""
-    with open(path) as f:
-        m = re.search(r"kDefaultInPlaceMinRunBytes\s*=\s*([0-9 *+<()]+);", f.read())
-    if not m:
-        raise RuntimeError(f"kDefaultInPlaceMinRunBytes not found in {path}")
-    return int(eval(m.group(1), {"__builtins__": {}}))  # digits, *, +, <<, parentheses only
+    return header_constant("kDefaultInPlaceMinRunBytes", path)
 
 
 def data_in_place_run(bench_paths):
@@ -79,22 +84,16 @@ class TransportCost:
 TRANSPORT_COST = TransportCost()
 
 
-def header_constant(name, path):
-    """An integer constant `name` = expression; of a header of the tree (digits, *, +, <<)."""
-    with open(path) as f:
-        m = re.search(name + r"\s*=\s*([0-9 *+<()]+);", f.read())
-    if not m:
-        raise RuntimeError(f"{name} not found in {path}")
-    return int(eval(m.group(1), {"__builtins__": {}}))
-
-
 # Between two ranks of one node khalo has transports of its own (docs/halo.md §5): a face in
 # place on both sides is read by the receiver straight from the sender's View, in at most
-# kDirectMaxRuns runs (direct_read.hpp); a face in place in several runs shorter than
+# kDirectMaxRuns runs of at least kDirectMinRunBytes each, or one run (direct_read.hpp,
+# direct_runs_fit); any other face in place in several runs shorter than
 # kSharedInPlaceMinRunBytes, or not in place, is packed into the sender's node-shared buffer
 # and unpacked from there (transport.hpp, node_shared.hpp).
 DIRECT_MAX_RUNS = header_constant("kDirectMaxRuns", os.path.join(HERE, "..", "..", "include", "khalo", "detail",
                                                                   "halo", "direct_read.hpp"))
+DIRECT_MIN_RUN = header_constant("kDirectMinRunBytes", os.path.join(HERE, "..", "..", "include", "khalo", "detail",
+                                                                   "halo", "direct_read.hpp"))
 SHARED_IN_PLACE_RUN = header_constant("kSharedInPlaceMinRunBytes", TRANSPORT_HEADER)
 
 
@@ -104,10 +103,11 @@ def transport(runs, run_bytes, nbytes, datatypes=True, on_node=False):
     'datatype' where TransportCost prefers it and the memory allows it (host memory:
     `datatypes`), else 'packed'. `on_node`: toward a rank of this node with khalo's node-local
     transports on (its default in host memory): an in-place face is read directly ('direct',
-    at most DIRECT_MAX_RUNS runs), any other goes through the node-shared buffer ('shared')."""
+    at most DIRECT_MAX_RUNS runs of at least DIRECT_MIN_RUN bytes, or one run), any other goes
+    through the node-shared buffer ('shared') unless its runs are long enough for MPI in place."""
     in_place = runs == 1 or run_bytes >= IN_PLACE_RUN
     if on_node:
-        if in_place and runs <= DIRECT_MAX_RUNS:
+        if in_place and runs <= DIRECT_MAX_RUNS and (runs == 1 or run_bytes >= DIRECT_MIN_RUN):
             return "direct"
         return "in_place" if in_place and (runs == 1 or run_bytes >= SHARED_IN_PLACE_RUN) else "shared"
     if in_place:
