@@ -92,10 +92,12 @@ def halo_tables(out, halo):
         ms = lambda k: "%.3f" % (p[k] * 1e3) if k in p else "-"
         prow.append([key[0], key[1], key[2], ms("exchange_s"), ms("pack_s"), ms("unpack_s"), ms("fill_s"),
                      ms("mpi_wait_s"), ms("mpi_post_s"), ms("rest_s"), ms("row_copy_pack_s"),
+                     ms("periodic_plain_loop_s"),
                      "%.2f" % (k["bytes"] / p["pack_s"] * 1e-9) if p["pack_s"] > 0 else "-"])
     out.table("Where khalo's exchange time goes (ms per exchange, slowest rank; Kokkos Tools kernel timers, PMPI)",
               ["case", "layout", "ranks", "exchange", "pack", "unpack or direct read", "boundary fill", "MPI_Waitall",
-               "MPI_Isend/Irecv", "rest", "row-wise copy of the faces", "pack GB/s"], prow)
+               "MPI_Isend/Irecv", "rest", "row-wise copy of the faces",
+               "one-rank periodic copies, plain loop", "pack GB/s"], prow)
 
 
 def stats_tables(out, halo_sets):
