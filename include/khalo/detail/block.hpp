@@ -10,8 +10,11 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace khalo::detail {
@@ -214,11 +217,22 @@ void for_each_piece(const char* label, const Exec& exec, const BlockWalk& w, con
   }
 }
 
-/// dst[k * ds] = src[k * ss] for k < n; the unit-stride case is a separate loop so that it vectorizes.
+/// dst[k * ds] = src[k * ss] for k < n. Contract: the two ranges do not overlap.
+/// Unit-stride runs are a memcpy on the host (in a device kernel, a plain loop): the C
+/// library's copy keeps more cache misses in flight than the compiled loop did on runs of a
+/// cold array (perf/RESULTS.md, "Copies in memory").
 template <class T>
 KOKKOS_INLINE_FUNCTION void copy_run(T* dst, std::int64_t ds, const T* src, std::int64_t ss, std::int64_t n) {
   if (ds == 1 && ss == 1) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__SYCL_DEVICE_ONLY__)
     for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
+#else
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), static_cast<std::size_t>(n) * sizeof(T));
+    } else {
+      for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
+    }
+#endif
   } else {
     for (std::int64_t k = 0; k < n; ++k) dst[k * ds] = src[k * ss];
   }
@@ -310,9 +324,11 @@ inline void add_shift_copy(std::vector<ShiftCopies>& copies, const BlockWalk& w,
   ++c.count;
 }
 
-/// One piece of a ShiftCopies: unit-stride runs copy after one another (each loop vectorizes
-/// and the runs' cache lines are whole); strided ones element by element, all copies of an
-/// element together.
+/// One piece of a ShiftCopies: unit-stride runs copy after one another (whole cache lines,
+/// copy_run); strided ones element by element, all copies of an element together. The number
+/// of copies is a template argument there, so that each element's copies unroll: a loop over
+/// a run-time count per element made the fill slower than a plain loop (perf/RESULTS.md,
+/// "Copies in memory").
 template <class T>
 struct ShiftPiece {
   T* data;
@@ -326,8 +342,18 @@ struct ShiftPiece {
       for (int c = 0; c < count; ++c) copy_run(d + from[c] + shift[c], 1, static_cast<const T*>(d + from[c]), 1, n);
       return;
     }
+    static_assert(kMaxShifts == 4, "one case per count below");
+    switch (count) {
+      case 1: return strided<1>(d, n);
+      case 2: return strided<2>(d, n);
+      case 3: return strided<3>(d, n);
+      default: return strided<4>(d, n);
+    }
+  }
+  template <int N>
+  KOKKOS_INLINE_FUNCTION void strided(T* d, std::int64_t n) const {
     for (std::int64_t k = 0; k < n; ++k) {
-      for (int c = 0; c < count; ++c) d[from[c] + k * s + shift[c]] = d[from[c] + k * s];
+      for (int c = 0; c < N; ++c) d[from[c] + k * s + shift[c]] = d[from[c] + k * s];
     }
   }
 };
