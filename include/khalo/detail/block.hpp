@@ -217,25 +217,32 @@ void for_each_piece(const char* label, const Exec& exec, const BlockWalk& w, con
   }
 }
 
-/// dst[k * ds] = src[k * ss] for k < n. Contract: the two ranges do not overlap.
-/// Unit-stride runs are a memcpy on the host (in a device kernel, a plain loop): the C
-/// library's copy keeps more cache misses in flight than the compiled loop did on runs of a
-/// cold array (perf/RESULTS.md, "Copies in memory").
+/// dst[k * ds] = src[k * ss] for k < n; the unit-stride case is a separate loop so that it vectorizes.
 template <class T>
 KOKKOS_INLINE_FUNCTION void copy_run(T* dst, std::int64_t ds, const T* src, std::int64_t ss, std::int64_t n) {
   if (ds == 1 && ss == 1) {
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__SYCL_DEVICE_ONLY__)
     for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
-#else
-    if constexpr (std::is_trivially_copyable_v<T>) {
-      std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), static_cast<std::size_t>(n) * sizeof(T));
-    } else {
-      for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
-    }
-#endif
   } else {
     for (std::int64_t k = 0; k < n; ++k) dst[k * ds] = src[k * ss];
   }
+}
+
+/// dst[k] = src[k] for k < n, between two places of one array. Contract: they do not overlap.
+/// A memcpy on the host (in a device kernel, a plain loop): on runs of a cold array the C
+/// library's copy keeps more cache misses in flight than the compiled loop. Packs and unpacks
+/// keep copy_run's loop: their other side is a buffer that another process wrote or reads, and
+/// there memcpy was the slower (perf/RESULTS.md, "Copies in memory").
+template <class T>
+KOKKOS_INLINE_FUNCTION void copy_within(T* dst, const T* src, std::int64_t n) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__SYCL_DEVICE_ONLY__)
+  for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
+#else
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), static_cast<std::size_t>(n) * sizeof(T));
+  } else {
+    for (std::int64_t k = 0; k < n; ++k) dst[k] = src[k];
+  }
+#endif
 }
 
 /// buf[r * run + j ...] = data[a + j * s ...]: one piece of a pack.
@@ -325,7 +332,7 @@ inline void add_shift_copy(std::vector<ShiftCopies>& copies, const BlockWalk& w,
 }
 
 /// One piece of a ShiftCopies: unit-stride runs copy after one another (whole cache lines,
-/// copy_run); strided ones element by element, all copies of an element together. The number
+/// copy_within); strided ones element by element, all copies of an element together. The number
 /// of copies is a template argument there, so that each element's copies unroll: a loop over
 /// a run-time count per element made the fill slower than a plain loop (perf/RESULTS.md,
 /// "Copies in memory").
@@ -339,7 +346,7 @@ struct ShiftPiece {
                                          std::int64_t n) const {
     T* d = data + a + j * s;
     if (s == 1) {
-      for (int c = 0; c < count; ++c) copy_run(d + from[c] + shift[c], 1, static_cast<const T*>(d + from[c]), 1, n);
+      for (int c = 0; c < count; ++c) copy_within(d + from[c] + shift[c], static_cast<const T*>(d + from[c]), n);
       return;
     }
     static_assert(kMaxShifts == 4, "one case per count below");
