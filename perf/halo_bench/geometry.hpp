@@ -33,6 +33,7 @@ struct PhaseGeom {
   Ext inner_lo;                   // lo of the face box in the padded array, with dim's index to set
   Ext cur_ext;                    // the concatenation schemes' array before this phase
   int tag_low = 0, tag_high = 1;  // a message sent toward the sender's low / high side
+  bool local = false;             // a periodic dimension this rank spans alone: both neighbours are itself
 };
 
 struct Geometry {
@@ -72,12 +73,14 @@ inline Geometry geometry(const khalo::Decomposition& dec, const khalo::HaloSpec&
     ph.tag_low = static_cast<int>(2 * p);
     ph.tag_high = ph.tag_low + 1;
     const std::int64_t n = product(ph.face);
+    const int me = dec.grid().rank();
+    ph.local = ph.low == me && ph.high == me;
     for (int peer : {ph.low, ph.high}) {
       if (peer == MPI_PROC_NULL) continue;
       g.send_elems += n;
       g.max_message_elems = std::max(g.max_message_elems, n);
       ++g.messages;
-      if (peer == dec.grid().rank()) {
+      if (ph.local) {
         g.self_elems += n;
         ++g.self_messages;
       }
