@@ -221,8 +221,8 @@ if [[ "${KHALO_SKIP_SANITIZERS:-0}" == 1 ]]; then
   khalo_step "sanitizers: skipped (KHALO_SKIP_SANITIZERS=1)"
 else
   # -O2: the sanitizers still see every access, and the suite runs many times faster than at -O0.
-  # -g1: line tables only, which is all a sanitizer's report needs for file:line. Full -g made the
-  # biggest test's compile 23% longer (32 s -> 40 s) and its object twice the size.
+  # -g1: line tables only, which is all a sanitizer's report needs for file:line; full -g only
+  # made the compiles and links slower (figures: the commit that chose -g1).
   step "configure ASan + UBSan build in $asan_dir/"
   cmake -S . -B "$asan_dir" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
