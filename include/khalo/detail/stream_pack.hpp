@@ -58,7 +58,20 @@ inline void stream_fence() {
 /// the buffer, and it fences once at its end.
 inline constexpr std::int64_t kStreamItemBytes = 64 * 1024;
 
+/// Asks for the cache lines of [p, p + bytes) to be loaded, without waiting for them.
+inline void prefetch_lines(const void* p, std::size_t bytes) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b);
+  if (bytes > 0) __builtin_prefetch(c + bytes - 1);
+}
+
 /// A host work item of stream_pack_block: runs [i * per_item, (i + 1) * per_item) of the walk.
+/// Unit-stride runs are first prefetched, the whole item, then streamed out: a non-temporal
+/// store and a load that misses take the same miss buffers of the core, so a copy that
+/// interleaves them keeps few loads in flight. From a field out of cache (as after a
+/// convolution) the face is then read by loads alone, which keep many in flight, and the
+/// stores that follow find it in cache (perf/RESULTS.md, "A pack from a field out of cache").
+/// An item's 64 KiB stay in a core's L2; longer runs, one per item, stream as they are.
 template <class T>
 struct StreamPackRuns {
   const T* data;
@@ -67,6 +80,11 @@ struct StreamPackRuns {
   std::int64_t run, s, runs, per_item;
   void operator()(const std::int64_t i) const {
     const std::int64_t end = (i + 1) * per_item < runs ? (i + 1) * per_item : runs;
+    if (s == 1 && run * static_cast<std::int64_t>(sizeof(T)) <= kStreamItemBytes) {
+      for (std::int64_t r = i * per_item; r < end; ++r) {
+        prefetch_lines(data + w.run_offset(r), static_cast<std::size_t>(run) * sizeof(T));
+      }
+    }
     for (std::int64_t r = i * per_item; r < end; ++r) {
       const T* from = data + w.run_offset(r);
       if (s == 1) {
