@@ -7,6 +7,8 @@
 //
 //   pack_cold [--quick]
 
+#include "bench_common.hpp"
+
 #include <khalo/detail/huge_pages.hpp>
 #include <khalo/detail/stream_pack.hpp>
 
@@ -32,11 +34,6 @@ struct Face {
 
 double micros_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count() * 1e6; }
 
-double quantile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,8 +47,10 @@ int main(int argc, char** argv) {
     const int reps = quick ? 3 : 21;
     std::vector<unsigned char> scrub(quick ? (1 << 20) : (96 << 20), 1);
     const Kokkos::Serial exec;
-    std::printf("pack_cold: one process; microseconds per pack, median (q1 .. q3) of %d; cold after a %zu MiB scrub\n",
-                reps, scrub.size() >> 20);
+    std::printf(
+        "pack_cold: %s; one process; microseconds per pack, median (q1 .. q3) of %d; cold after a %zu MiB "
+        "scrub\n",
+        khalo_perf::cpu_model().c_str(), reps, scrub.size() >> 20);
     std::printf("%-16s %-12s %26s %26s\n", "face (C,D,W)", "scheme", "cold us", "warm us");
     for (const Face& f : faces) {
       constexpr std::int64_t H = 32;
@@ -72,6 +71,7 @@ int main(int argc, char** argv) {
       const auto bytes = static_cast<std::size_t>(f.w) * sizeof(float);
       const char* names[] = {"khalo", "interleaved", "memcpy"};
       for (int scheme = 0; scheme < 3; ++scheme) {
+        std::fill(buf.begin(), buf.end(), -1.0f);  // so that each scheme's check sees its own pack
         std::vector<double> cold, warm;
         for (int rep = 0; rep < reps; ++rep) {
           for (std::size_t i = 0; i < scrub.size(); i += 64) ++scrub[i];
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
           }
         }
         // The data check: the last pack holds row 30 of every (c, d).
-        for (std::int64_t r = 0; r < runs; r += std::max<std::int64_t>(1, runs / 7)) {
+        for (std::int64_t r = 0; r < runs; ++r) {
           if (std::memcmp(buf.data() + r * f.w, field.get() + w.run_offset(r), bytes) != 0) {
             std::fprintf(stderr, "pack_cold: %s packed the wrong data\n", names[scheme]);
             status = 1;
@@ -106,11 +106,11 @@ int main(int argc, char** argv) {
         char face[32];
         std::snprintf(face, sizeof face, "(%ld,%ld,%ld)", static_cast<long>(f.c), static_cast<long>(f.d),
                       static_cast<long>(f.w));
+        const khalo_perf::Spread sc = khalo_perf::spread_of(cold);
+        const khalo_perf::Spread sw = khalo_perf::spread_of(warm);
         char c[64], m[64];
-        std::snprintf(c, sizeof c, "%.1f (%.1f .. %.1f)", quantile(cold, 0.5), quantile(cold, 0.25),
-                      quantile(cold, 0.75));
-        std::snprintf(m, sizeof m, "%.1f (%.1f .. %.1f)", quantile(warm, 0.5), quantile(warm, 0.25),
-                      quantile(warm, 0.75));
+        std::snprintf(c, sizeof c, "%.1f (%.1f .. %.1f)", sc.median, sc.q1, sc.q3);
+        std::snprintf(m, sizeof m, "%.1f (%.1f .. %.1f)", sw.median, sw.q1, sw.q3);
         std::printf("%-16s %-12s %26s %26s\n", face, names[scheme], c, m);
       }
     }
