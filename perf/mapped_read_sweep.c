@@ -101,6 +101,8 @@ static int exchange(const struct Exchange* x, int s) {
       if (process_vm_readv(x->peer_pid, x->local + i, n, x->remote + i, n, 0) < 0) rc = 2;
     }
     signal_peer(x->peer, 5);
+    /* Both ranks learn whether either read failed, so that both stop at the same scheme. */
+    MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   } else { /* pack into this rank's shared buffer, unpack from the neighbour's */
     for (long i = 0; i < runs; ++i) memcpy(x->mine + x->pack_at + i * run, own + i * plane, (size_t)run);
     signal_peer(x->peer, 6);
