@@ -24,6 +24,7 @@
 #include <khalo/detail/halo/store_choice.hpp>  // store_policy, for the records
 #include <khalo/halo.hpp>
 #include <khalo/layout.hpp>
+#include <khalo/node_shared_arena.hpp>
 #include <khalo/runtime.hpp>
 
 #include "bench_common.hpp"
@@ -39,6 +40,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -87,11 +89,18 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
   BENCH_MPI(MPI_Comm_dup(world, &comm));
 
   // The same values for every scheme (check.hpp's fill_field).
+  // --node-shared-fields: khalo's Views in node-shared memory (khalo::NodeSharedArena).
+  std::unique_ptr<khalo::NodeSharedArena> arena;
+  if (opt.node_shared_fields) {
+    arena =
+        std::make_unique<khalo::NodeSharedArena>(F * (static_cast<std::size_t>(product(geo.padded)) * sizeof(T) + 64));
+  }
   std::array<View, F> kv, dv;
   std::vector<Arr<T>> karr, darr, bands;
   std::vector<Storage<T>> band_mem;
   for (int f = 0; f < F; ++f) {
-    kv[f] = khalo::allocate<DataType, Mem>("khalo." + std::to_string(f), geo.padded, c.order);
+    kv[f] = arena ? arena->view<DataType>(geo.padded, c.order)
+                  : khalo::allocate<DataType, Mem>("khalo." + std::to_string(f), geo.padded, c.order);
     dv[f] = khalo::allocate<DataType, Mem>("datatype." + std::to_string(f), geo.padded, c.order);
     karr.push_back(arr_of(kv[f]));
     darr.push_back(arr_of(dv[f]));
@@ -190,7 +199,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
     start_spreads.push_back(khalo_perf::spread_of(khalo_perf::max_over_ranks(st.t_start, comm)));
   }
   // Per-rank counters (per exchange) for the table of open sides.
-  constexpr std::size_t kCounters = 16;
+  constexpr std::size_t kCounters = 18;
   std::int64_t mine[kCounters] = {geo.phases[0].low != MPI_PROC_NULL,
                                   geo.phases[0].high != MPI_PROC_NULL,
                                   one.messages,
@@ -206,7 +215,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                                   timed.faces_packed,
                                   timed.faces_streamed,
                                   one.direct_sends,
-                                  one.direct_recvs};
+                                  one.direct_recvs,
+                                  one.mapped_sends,
+                                  one.mapped_recvs};
   std::vector<std::int64_t> all(kCounters * static_cast<std::size_t>(nranks));
   BENCH_MPI(MPI_Gather(mine, kCounters, MPI_INT64_T, all.data(), kCounters, MPI_INT64_T, 0, comm));
   std::int64_t alloc_timed = timed.allocations;
@@ -252,6 +263,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"fill_every_exchange", opt.fill_every_exchange},
               {"in_place_min_run_bytes", opt.in_place_min_run_bytes},
               {"shared_memory", opt.shared_memory},
+              {"node_shared_fields", opt.node_shared_fields},
               {"stream_packs", khalo::detail::to_string(khalo::detail::store_policy())},
               {"line_latency_ns", line_ns}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
@@ -292,7 +304,9 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
                             {"faces_packed_while_timed", v[12]},
                             {"faces_streamed_while_timed", v[13]},
                             {"direct_sends", v[14]},
-                            {"direct_recvs", v[15]}});
+                            {"direct_recvs", v[15]},
+                            {"mapped_sends", v[16]},
+                            {"mapped_recvs", v[17]}});
       }
       j["stats_per_exchange"] = per_rank;
     }
@@ -319,12 +333,14 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
       "%s); rank 0 per "
       "exchange: %lld "
       "messages, %lld sent and %lld received through a derived datatype, %lld faces packed, %lld sent and %lld "
-      "received through node-shared memory, %lld sent and %lld received by direct reads\n",
+      "received through node-shared memory, %lld sent and %lld received by direct reads, %lld sent and %lld received "
+      "from node-shared Views%s\n",
       khalo::to_string(opt.transport).c_str(), static_cast<long long>(opt.in_place_min_run_bytes),
       spec.shared_memory() ? "on" : "off", khalo::detail::to_string(khalo::detail::store_policy()),
       static_cast<long long>(all[2]), static_cast<long long>(all[8]), static_cast<long long>(all[9]),
       static_cast<long long>(all[5]), static_cast<long long>(all[10]), static_cast<long long>(all[11]),
-      static_cast<long long>(all[14]), static_cast<long long>(all[15]));
+      static_cast<long long>(all[14]), static_cast<long long>(all[15]), static_cast<long long>(all[16]),
+      static_cast<long long>(all[17]), opt.node_shared_fields ? " (--node-shared-fields)" : "");
   if (c.show_stats) {
     std::printf("khalo HaloStats per exchange (after %lld timed exchanges: %lld new allocations)\n",
                 static_cast<long long>(exchanges), static_cast<long long>(alloc_timed));
@@ -388,6 +404,9 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--no-shared-memory", [&](std::int64_t) { opt.shared_memory = false; },
       "khalo sends packed faces through MPI, not node-shared buffers (HaloSpec::set_shared_memory)");
+  app.add_flag("--node-shared-fields", opt.node_shared_fields,
+               "khalo's Views lie in node-shared memory (khalo::NodeSharedArena): a neighbour on this node copies "
+               "packed faces straight from them");
   app.add_option("--in-place-min", opt.in_place_min_run_bytes,
                  "khalo sends runs of at least this many bytes in place (HaloSpec::set_in_place_min_run_bytes)")
       ->check(CLI::PositiveNumber);

@@ -45,6 +45,9 @@ echo "== snapshot write/read on 2 ranks vs a plain sequential write"
 
 echo "== halo exchange, 2 ranks"
 "${mpirun[@]}" -np 2 "$build/perf/bench_halo" "${quick[@]}" --json "$results/halo.json" </dev/null
+echo "== halo exchange, 2 ranks, khalo's Views in node-shared memory (khalo::NodeSharedArena)"
+"${mpirun[@]}" -np 2 "$build/perf/bench_halo" "${quick[@]}" --only wan --node-shared-fields \
+  --json "$results/halo_node_shared_fields.json" </dev/null
 echo "== halo exchange, 3 ranks on 2 cores: the counters of an inner rank (times are not meaningful)"
 if [[ ${#quick[@]} -gt 0 ]]; then
   "${mpirun[@]}" -np 3 "$build/perf/bench_halo" --quick --only wan --json "$results/halo_np3.json" </dev/null

@@ -146,6 +146,9 @@ struct HaloStats {
   std::int64_t shared_recvs = 0;    ///< faces unpacked from a neighbour's node-shared buffer
   std::int64_t direct_sends = 0;    ///< of the messages, faces a neighbour on this node read from the View itself
   std::int64_t direct_recvs = 0;    ///< faces read straight from a neighbour's View (no bytes through MPI)
+  std::int64_t mapped_sends =
+      0;  ///< of the messages, faces a neighbour copied from this rank's node-shared View (no pack)
+  std::int64_t mapped_recvs = 0;  ///< faces copied straight from a neighbour's node-shared View (no unpack)
 
   /// Adds \p o's counters, every one of them: the sum over several plans (a layer's, a decoder's).
   HaloStats& operator+=(const HaloStats& o) {
@@ -163,6 +166,8 @@ struct HaloStats {
     shared_recvs += o.shared_recvs;
     direct_sends += o.direct_sends;
     direct_recvs += o.direct_recvs;
+    mapped_sends += o.mapped_sends;
+    mapped_recvs += o.mapped_recvs;
     return *this;
   }
 };

@@ -14,6 +14,7 @@
 #include <khalo/io/tensor_source.hpp>
 #include <khalo/io/weights.hpp>
 #include <khalo/layout.hpp>
+#include <khalo/node_shared_arena.hpp>
 #include <khalo/nn/conv.hpp>
 #include <khalo/nn/decoder_stage.hpp>
 #include <khalo/nn/pointwise.hpp>

@@ -39,7 +39,8 @@ struct Options {
   bool fill_every_exchange = false;                          // khalo and mpi_datatype zero open sides on every exchange
   khalo::Transport transport = khalo::Transport::automatic;  // khalo's (HaloSpec::set_transport)
   std::int64_t in_place_min_run_bytes = khalo::kDefaultInPlaceMinRunBytes;
-  bool shared_memory = true;  // HaloSpec::set_shared_memory
+  bool shared_memory = true;        // HaloSpec::set_shared_memory
+  bool node_shared_fields = false;  // khalo's Views in a khalo::NodeSharedArena
 };
 
 inline std::vector<Case> wan_cases(bool quick) {

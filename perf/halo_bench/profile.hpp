@@ -81,7 +81,8 @@ Profile profile_khalo(KhaloScheme<View, F>& kh, const Geometry& geo, const Case&
     KT::stop();
     parts[0].push_back(KT::seconds("khalo::Halo::start") + KT::seconds("khalo::Halo::wait"));
     parts[1].push_back(KT::seconds("khalo::pack"));
-    parts[2].push_back(KT::seconds("khalo::unpack") + KT::seconds("khalo::Halo::direct_read"));
+    parts[2].push_back(KT::seconds("khalo::unpack") + KT::seconds("khalo::Halo::direct_read") +
+                       KT::seconds("khalo::Halo::mapped_read"));
     parts[3].push_back(KT::seconds("khalo::zero") + KT::seconds("khalo::copy"));
     parts[4].push_back(mpi_timer::wait_s);
     parts[5].push_back(mpi_timer::post_s);

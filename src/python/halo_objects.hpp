@@ -113,6 +113,8 @@ class PyHalo final : public Resource {
     d["shared_recvs"] = s.shared_recvs;
     d["direct_sends"] = s.direct_sends;
     d["direct_recvs"] = s.direct_recvs;
+    d["mapped_sends"] = s.mapped_sends;
+    d["mapped_recvs"] = s.mapped_recvs;
     return d;
   }
   void reset_stats() { halo("Halo.reset_stats").reset_stats(); }

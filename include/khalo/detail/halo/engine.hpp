@@ -7,6 +7,7 @@
 #include <khalo/decomposition.hpp>
 #include <khalo/detail/comm.hpp>
 #include <khalo/detail/halo/direct_read.hpp>
+#include <khalo/detail/halo/mapped_reads.hpp>
 #include <khalo/detail/halo/node_shared.hpp>
 #include <khalo/detail/halo/plan.hpp>
 #include <khalo/detail/halo/single_copy.hpp>
@@ -70,6 +71,7 @@ class HaloEngine {
       : who_(std::move(who)),
         comm_(Comm::duplicate(comm)),
         types_(std::move(types)),
+        elem_sizes_(elem_sizes_of(types_)),
         options_(options),
         planner_(std::move(planner)) {
     // Collective (every rank has the same options and environment): which ranks are on this
@@ -137,6 +139,7 @@ class HaloEngine {
     allocating([&] { stats_.allocations += allocate_send_buffer(plan.phases, plan.buffers, options_.stage, shares_); });
     if (!shares_.empty()) {
       share_on_node(comm_.get(), shares_, plan.phases, plan.buffers.send_segment, plan.buffers.mapped);
+      if (kDirectReads) agree_mapped_reads(comm_.get(), shares_, plan.phases);
     }
     choose_streaming(plan.phases, on_node_, [] { return single_copy_min_bytes(); });
     plan.stores.assign(plan.phases.size(), StoreChoice(store_policy_));
@@ -218,6 +221,12 @@ class HaloEngine {
     }
   }
 
+  static std::vector<std::size_t> elem_sizes_of(const std::vector<FieldType<Exec>>& types) {
+    std::vector<std::size_t> e;
+    for (const auto& t : types) e.push_back(t.elem_size);
+    return e;
+  }
+
   static constexpr bool kHost = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
   // Plain host memory, which another process can read (not CUDA's managed memory).
   static constexpr bool kDirectReads = std::is_same_v<MemSpace, Kokkos::HostSpace>;
@@ -237,9 +246,13 @@ class HaloEngine {
     for (const auto& m : ph.recvs) direct += m.direct;
     ready_in_.assign(direct * data_.size(), 0);
     std::uint64_t* ready = ready_in_.data();
+    mapped_in_.assign(mapped_words_of(ph.recvs), 0);
+    std::int64_t* where = mapped_in_.data();
     for (const auto& m : ph.recvs) {
       if (m.direct) {
         post(MPI_Irecv, std::exchange(ready, ready + data_.size()), ready_bytes(), m);  // "ready"
+      } else if (m.mapped) {
+        post(MPI_Irecv, std::exchange(where, where + mapped_words(m)), mapped_bytes(m), m);  // "packed", or where
       } else if (m.shared) {
         signal(MPI_Irecv, m);  // "packed"
       } else if (m.in_place()) {
@@ -251,13 +264,26 @@ class HaloEngine {
         post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
       }
     }
+    // Mapped sends whose Views lie in node-shared memory this time: told where, not packed.
+    mapped_out_.assign(mapped_words_of(ph.sends), 0);
+    unpacked_.assign(ph.sends.size(), 0);
+    where = mapped_out_.data();
+    for (std::size_t i = 0; i < ph.sends.size(); ++i) {
+      const Message& m = ph.sends[i];
+      if (!m.mapped) continue;
+      unpacked_[i] = describe_mapped(
+          m, [&](int f) { return field_bytes(f); }, elem_sizes_, where);
+      where += mapped_words(m);
+    }
+    auto packs = [&](std::size_t i) { return ph.sends[i].packed() && unpacked_[i] == 0; };
     StoreChoice& stores = current_->stores[p];
     bool timed = false;  // some pack here may stream: time them all
-    for (const auto& m : ph.sends) timed = timed || (m.packed() && m.stream);
+    for (std::size_t i = 0; i < ph.sends.size(); ++i) timed = timed || (packs(i) && ph.sends[i].stream);
     std::size_t packed = 0;
     const auto start = timed ? StoreChoice::Clock::now() : StoreChoice::Clock::time_point{};
-    for (const auto& m : ph.sends) {
-      if (!m.packed()) continue;
+    for (std::size_t i = 0; i < ph.sends.size(); ++i) {
+      const Message& m = ph.sends[i];
+      if (!packs(i)) continue;
       const bool stream = m.stream && stores.stream();
       for (const auto& s : m.segments) {
         types_[static_cast<std::size_t>(s.field)].kernels->pack(exec, field_bytes(s.field), s.walk,
@@ -278,11 +304,17 @@ class HaloEngine {
       exec.fence();
     }
     unsigned char* send_base = options_.stage ? b.send_host.data() : b.send.data();
-    for (const auto& m : ph.sends) {
+    where = mapped_out_.data();
+    for (std::size_t i = 0; i < ph.sends.size(); ++i) {
+      const Message& m = ph.sends[i];
       if (m.direct) {
         post(MPI_Isend, data_.data(), ready_bytes(), m);  // "ready": where my fields are
         ++stats_.messages;
         ++stats_.direct_sends;
+      } else if (m.mapped) {
+        post(MPI_Isend, std::exchange(where, where + mapped_words(m)), mapped_bytes(m), m);  // "packed", or where
+        ++stats_.messages;
+        ++(unpacked_[i] != 0 ? stats_.mapped_sends : stats_.shared_sends);
       } else if (m.shared) {
         signal(MPI_Isend, m);  // "packed": the face is in the buffer
         ++stats_.messages;
@@ -320,6 +352,14 @@ class HaloEngine {
   static_assert(sizeof(void*) == sizeof(std::uint64_t), "direct reads need 64-bit addresses");
   int ready_bytes() const { return static_cast<int>(data_.size() * sizeof(void*)); }
 
+  // A mapped message's "packed" (mapped_reads.hpp): its words, over all of \p messages.
+  static int mapped_bytes(const Message& m) { return static_cast<int>(mapped_words(m) * sizeof(std::int64_t)); }
+  static std::size_t mapped_words_of(const std::vector<Message>& messages) {
+    std::size_t n = 0;
+    for (const auto& m : messages) n += m.mapped ? mapped_words(m) : 0;
+    return n;
+  }
+
   template <class Post, class Ptr>
   void post(Post mpi_post, Ptr* ptr, int bytes, const Message& m, int tag_base = 0) {
     requests_.push_back(MPI_REQUEST_NULL);
@@ -348,18 +388,21 @@ class HaloEngine {
     if (options_.stage && b.recv.extent(0) > 0) Kokkos::deep_copy(exec, b.recv, b.recv_host);
     bool acknowledge = false;  // some face another process reads, or I read from another
     const std::uint64_t* ready = ready_in_.data();
+    const std::int64_t* where = mapped_in_.data();
     for (const auto& m : ph.recvs) {
       stats_.bytes_received += static_cast<std::int64_t>(m.bytes);
-      if (m.direct) {  // the receive side's copy, named for profilers as the kernels are
-        Kokkos::Profiling::pushRegion("khalo::Halo::direct_read");
-        try {
+      // The receive side's copies out of a neighbour's View, named for profilers as the kernels are.
+      if (m.mapped && std::exchange(where, where + mapped_words(m))[0] == kFaceMapped) {
+        in_region("khalo::Halo::mapped_read", [&] { copy_mapped(exec, m, where - mapped_words(m)); });
+        ++stats_.mapped_recvs;
+        acknowledge = true;
+        continue;
+      }
+      if (m.direct) {
+        in_region("khalo::Halo::direct_read", [&] {
           read_direct(m, data_, std::exchange(ready, ready + data_.size()),
                       who_ + ": rank " + std::to_string(comm_.rank()));
-        } catch (...) {
-          Kokkos::Profiling::popRegion();
-          throw;
-        }
-        Kokkos::Profiling::popRegion();
+        });
         ++stats_.direct_recvs;
         acknowledge = true;
       }
@@ -386,6 +429,38 @@ class HaloEngine {
     wait_all();
   }
 
+  // Runs \p f in the Kokkos profiling region \p name, which ends however f does.
+  template <class F>
+  static void in_region(const char* name, const F& f) {
+    Kokkos::Profiling::pushRegion(name);
+    try {
+      f();
+    } catch (...) {
+      Kokkos::Profiling::popRegion();
+      throw;
+    }
+    Kokkos::Profiling::popRegion();
+  }
+
+  // Copies the face of the mapped receive \p m out of the sender's node-shared Views, which its
+  // "packed" \p words locate (mapped_reads.hpp).
+  void copy_mapped(const Exec& exec, const Message& m, const std::int64_t* words) {
+    const std::int64_t* at = words + 1;
+    for (std::size_t i = 0; i < m.segments.size(); ++i, at += kMappedWordsPerSegment) {
+      const Segment& s = m.segments[i];
+      const unsigned char* base = peer_segments_.base(at);
+      if (base == nullptr) {
+        throw std::runtime_error(who_ + ": rank " + std::to_string(comm_.rank()) +
+                                 " could not map the node-shared View of rank " + std::to_string(m.peer) +
+                                 " (process " + std::to_string(at[0]) + ", " + std::to_string(at[3]) +
+                                 " B): its arena is gone or not the one it announced");
+      }
+      const unsigned char* from = base + at[4];
+      types_[static_cast<std::size_t>(s.field)].kernels->copy(exec, from, m.remote_walks[i], field_bytes(s.field),
+                                                              s.walk);
+    }
+  }
+
   void wait_all() {
     if (!requests_.empty()) {
       KHALO_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
@@ -410,11 +485,16 @@ class HaloEngine {
   std::string who_;
   Comm comm_;
   std::vector<FieldType<Exec>> types_;
+  std::vector<std::size_t> elem_sizes_;  // per field
   std::map<std::vector<std::int64_t>, Plan> plans_;
   Plan* current_ = nullptr;
   std::vector<void*> data_;
   std::vector<MPI_Request> requests_;
-  std::vector<std::uint64_t> ready_in_;  // the senders' of this phase's direct reads
+  std::vector<std::uint64_t> ready_in_;   // the senders' of this phase's direct reads
+  std::vector<std::int64_t> mapped_in_;   // the "packed" of this phase's mapped receives,
+  std::vector<std::int64_t> mapped_out_;  // and of its mapped sends
+  std::vector<char> unpacked_;            // per send of this phase: mapped, not packed, this time
+  PeerSegments peer_segments_;            // the neighbours' node-shared Views, mapped here
   std::size_t phase_ = 0;
   Options options_;
   bool in_flight_ = false;

@@ -28,6 +28,8 @@ struct FieldKernels {
   virtual void unpack(const Exec& exec, void* data, const BlockWalk& w, const void* buf) const = 0;
   virtual void zero(const Exec& exec, void* data, const BlockWalk& w) const = 0;
   virtual void shift_copy(const Exec& exec, void* data, const ShiftCopies& c) const = 0;
+  /// Copies the block \p ws of \p src onto the block \p wd of \p dst (walks of the same extents).
+  virtual void copy(const Exec& exec, const void* src, const BlockWalk& ws, void* dst, const BlockWalk& wd) const = 0;
 };
 
 template <class Exec, class T>
@@ -46,6 +48,9 @@ struct TypedKernels final : FieldKernels<Exec> {
   }
   void shift_copy(const Exec& exec, void* data, const ShiftCopies& c) const override {
     shift_copy_blocks(exec, static_cast<T*>(data), c);
+  }
+  void copy(const Exec& exec, const void* src, const BlockWalk& ws, void* dst, const BlockWalk& wd) const override {
+    copy_block(exec, static_cast<const T*>(src), ws, static_cast<T*>(dst), wd);
   }
 };
 

@@ -44,6 +44,8 @@ struct Message {
   // (node_shared.hpp): the sender packs into its node-shared send buffer and MPI carries no
   // bytes, the receiver unpacks from that buffer. A message in place on both sides between two
   // ranks of one node may be direct (direct_read.hpp): the receiver copies the sender's runs.
+  // A shared message may also be mapped (mapped_reads.hpp): in an exchange where the sender's
+  // Views lie in node-shared memory, the receiver copies the face from there, unpacked.
   std::vector<Run> runs;                       // when not empty: one MPI message per run, in place
   std::shared_ptr<const MpiType> datatype;     // else, when set: one MPI message described by it
   std::size_t buffer_offset = 0;               // else: in the phase's send or receive buffer
@@ -53,6 +55,8 @@ struct Message {
   bool direct = false;                         // in place and read by the receiver, on both sides
   std::int64_t direct_pid = 0;                 // a direct receive: the sender's process,
   std::vector<Run> remote_runs;                // and its runs (offsets from its fields' data)
+  bool mapped = false;                         // shared, and may be read from the sender's View, on both sides
+  std::vector<BlockWalk> remote_walks;         // a mapped receive: the sender's walk of each segment
   bool in_place() const { return !runs.empty(); }
   bool by_datatype() const { return runs.empty() && datatype != nullptr; }
   bool packed() const { return runs.empty() && datatype == nullptr; }
