@@ -14,9 +14,9 @@
 #include <khalo/io/tensor_source.hpp>
 #include <khalo/io/weights.hpp>
 #include <khalo/layout.hpp>
-#include <khalo/node_shared_arena.hpp>
 #include <khalo/nn/conv.hpp>
 #include <khalo/nn/decoder_stage.hpp>
 #include <khalo/nn/pointwise.hpp>
 #include <khalo/nn/tensor.hpp>
+#include <khalo/node_shared_arena.hpp>
 #include <khalo/runtime.hpp>
