@@ -28,7 +28,7 @@ namespace khalo {
 /// - Memory is handed out in order and never reused; each View starts on a 64-byte boundary
 ///   and is zeroed (the segment is fresh memory).
 /// - Host memory (Kokkos::HostSpace) only. Other processes of this node can read it where the
-///   kernel lets them open /proc/<pid>/fd of this process (the same user and PID namespace);
+///   kernel lets them open /proc/PID/fd of this process (the same user and PID namespace);
 ///   where it does not, Halo finds that out when it plans and packs as before.
 /// - Not movable: the halo engine finds Views by the arena's address range.
 class NodeSharedArena {
@@ -82,6 +82,7 @@ class NodeSharedArena {
     return view<DataType>(extents, format_order(format, static_cast<int>(extents.size())));
   }
 
+  /// Bytes the arena can hand out in all.
   std::size_t capacity() const noexcept { return segment_->data_bytes(); }
   /// Bytes handed out so far, alignment included.
   std::size_t used() const noexcept { return used_; }
