@@ -138,6 +138,21 @@ TEST(Block, PackUnpackZeroMatchTheReferenceOnRandomBlocks) {
   });
 }
 
+// A walk's span reaches from its first element to its last, as the reference enumerates them
+// (what a mapped read checks against the room of the sender's segment).
+TEST(Block, WalkSpanReachesTheLastElement) {
+  on_random_blocks(7, 300, 6, [](const Array& a, const Block& b) {
+    const auto ref = reference_offsets(a, b);
+    const auto [lo, hi] = std::minmax_element(ref.begin(), ref.end());
+    for (bool merge : {true, false}) {
+      const auto w = khalo::detail::make_walk(a.strides, a.order, b, merge);
+      ASSERT_EQ(w.base, *lo);
+      ASSERT_EQ(w.span(), *hi - *lo + 1);
+    }
+  });
+  EXPECT_EQ(khalo::detail::BlockWalk{}.span(), 0);
+}
+
 TEST(Block, LongRunsSplitIntoSeveralWorkItemsStayWhole) {
   // Inner runs of 40000 and 70001 elements exceed the host work-item cap.
   for (std::int64_t w : {40000, 70001}) {

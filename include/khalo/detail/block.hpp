@@ -48,6 +48,13 @@ struct BlockWalk {
     }
     return ndims > 1 ? off + r * stride[0] : off;
   }
+  /// Elements from the first to the last one the walk visits, both included (0 when empty).
+  std::int64_t span() const {
+    if (count == 0) return 0;
+    std::int64_t s = 1;
+    for (int k = 0; k < ndims; ++k) s += (extent[k] - 1) * stride[k];
+    return s;
+  }
   /// True when the block is one gap-free range of memory.
   bool contiguous() const { return count == 0 || (ndims <= 1 && (ndims == 0 || stride[0] == 1)); }
 };

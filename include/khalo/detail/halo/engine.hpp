@@ -71,7 +71,6 @@ class HaloEngine {
       : who_(std::move(who)),
         comm_(Comm::duplicate(comm)),
         types_(std::move(types)),
-        elem_sizes_(elem_sizes_of(types_)),
         options_(options),
         planner_(std::move(planner)) {
     // Collective (every rank has the same options and environment): which ranks are on this
@@ -221,12 +220,6 @@ class HaloEngine {
     }
   }
 
-  static std::vector<std::size_t> elem_sizes_of(const std::vector<FieldType<Exec>>& types) {
-    std::vector<std::size_t> e;
-    for (const auto& t : types) e.push_back(t.elem_size);
-    return e;
-  }
-
   static constexpr bool kHost = Kokkos::SpaceAccessibility<Kokkos::HostSpace, MemSpace>::accessible;
   // Plain host memory, which another process can read (not CUDA's managed memory).
   static constexpr bool kDirectReads = std::is_same_v<MemSpace, Kokkos::HostSpace>;
@@ -272,7 +265,7 @@ class HaloEngine {
       const Message& m = ph.sends[i];
       if (!m.mapped) continue;
       unpacked_[i] = describe_mapped(
-          m, [&](int f) { return field_bytes(f); }, elem_sizes_, where);
+          m, [&](int f) { return field_bytes(f); }, types_, where);
       where += mapped_words(m);
     }
     auto packs = [&](std::size_t i) { return ph.sends[i].packed() && unpacked_[i] == 0; };
@@ -485,7 +478,6 @@ class HaloEngine {
   std::string who_;
   Comm comm_;
   std::vector<FieldType<Exec>> types_;
-  std::vector<std::size_t> elem_sizes_;  // per field
   std::map<std::vector<std::int64_t>, Plan> plans_;
   Plan* current_ = nullptr;
   std::vector<void*> data_;

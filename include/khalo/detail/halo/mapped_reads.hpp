@@ -108,9 +108,9 @@ inline void agree_mapped_reads(MPI_Comm comm, const std::vector<bool>& on_node, 
 /// The sender's side of a mapped message in one exchange: fills \p words (mapped_words(m) of
 /// them) and returns true when every field of \p m lies in one of this process's node-shared
 /// segments with room for its whole walk; else words[0] = kFacePacked and false (pack it).
-template <class FieldBytes>
-bool describe_mapped(const Message& m, const FieldBytes& field_bytes, const std::vector<std::size_t>& elem_sizes,
-                     std::int64_t* words) {
+/// \p types holds each field's FieldType (fields.hpp), for its element size.
+template <class FieldBytes, class Types>
+bool describe_mapped(const Message& m, const FieldBytes& field_bytes, const Types& types, std::int64_t* words) {
   words[0] = kFacePacked;
   const auto& registry = SharedFieldRegistry::instance();
   if (registry.empty()) return false;
@@ -119,10 +119,8 @@ bool describe_mapped(const Message& m, const FieldBytes& field_bytes, const std:
     const auto place = registry.find(field_bytes(s.field));
     if (!place) return false;
     const BlockWalk& w = s.walk;
-    std::int64_t last = w.base;  // the walk's last element, from the data pointer
-    for (int k = 0; k < w.ndims; ++k) last += (w.extent[k] - 1) * w.stride[k];
-    const auto elem = static_cast<std::int64_t>(elem_sizes[static_cast<std::size_t>(s.field)]);
-    if (w.base < 0 || (last + 1) * elem > place->room) return false;
+    const auto elem = static_cast<std::int64_t>(types[static_cast<std::size_t>(s.field)].elem_size);
+    if (w.base < 0 || (w.base + w.span()) * elem > place->room) return false;
     at[0] = place->id.pid;
     at[1] = place->id.fd;
     at[2] = place->id.token;
