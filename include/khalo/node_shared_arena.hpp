@@ -25,6 +25,8 @@ namespace khalo {
 /// Contract:
 /// - The Views it hands out do not own their memory: they stay valid while the arena lives,
 ///   and must not be used after it is destroyed (nor while an exchange of them is in flight).
+/// - Neighbours that read its Views map its memory; each one unmaps it once 8 of its exchanges
+///   have not read it (or when its Halo goes), so a destroyed arena's memory is freed then.
 /// - Memory is handed out in order and never reused; each View starts on a 64-byte boundary
 ///   and is zeroed (the segment is fresh memory).
 /// - Host memory (Kokkos::HostSpace) only. Other processes of this node can read it where the

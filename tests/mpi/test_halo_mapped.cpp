@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -101,6 +103,52 @@ TEST(NodeSharedFields, EachSenderChoosesEveryExchange) {
   EXPECT_EQ(faces, 4 * (neighbours(dec, 3) + neighbours(dec, 4)));
   EXPECT_EQ(s.mapped_sends, faces / 4 * mapped);
   EXPECT_EQ(s.faces_packed, s.shared_sends);
+}
+
+// The neighbours' node-shared segments this process has mapped read-only: the lines of
+// /proc/self/maps for khalo's memfd without write permission (its own arenas are read-write).
+int peer_segments_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/memfd:khalo-fields") != std::string::npos && line.find(" r--s ") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// A sender that moves its field to another arena and destroys the first: its neighbours unmap
+// the old segment after kPeerSegmentIdleExchanges exchanges that do not read it, so its memory
+// is not held on them for the rest of the job. The new arena is made before the old one goes,
+// so that its file descriptor is not the old one's (which would replace the mapping at once).
+TEST(NodeSharedFields, NeighboursLetGoOfADestroyedArena) {
+  if (!kHostExec) GTEST_SKIP() << "arena Views are host memory";
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 4, 2, 2 * world_size() + 1, 8});
+  const HaloSpec spec(1);
+  const Index e = khalo::test::local_extents(dec, spec);
+  const int n = neighbours(dec, 3);
+  const int before = peer_segments_mapped();
+  auto first = std::make_unique<NodeSharedArena>(bytes_of(e, sizeof(float)));
+  auto v = first->view<float*****>(e, MemoryFormat::contiguous);
+  khalo::Halo<Exec> halo(dec, spec, v);
+  khalo::test::fill_owned(v, dec, spec);
+  halo.exchange(Exec(), v);
+  EXPECT_EQ(halo.stats().mapped_recvs, n);
+  EXPECT_EQ(peer_segments_mapped() - before, n);
+
+  NodeSharedArena second(bytes_of(e, sizeof(float)));
+  auto w = second.view<float*****>(e, MemoryFormat::contiguous);
+  v = {};
+  first.reset();
+  MPI_Barrier(MPI_COMM_WORLD);  // every sender has dropped its first arena
+  const auto idle = static_cast<int>(khalo::detail::kPeerSegmentIdleExchanges);
+  for (int i = 1; i <= idle + 1; ++i) {
+    khalo::test::fill_owned(w, dec, spec, i);
+    halo.exchange(Exec(), w);
+    ASSERT_EQ(khalo::test::count_wrong(w, dec, spec, "exchange " + std::to_string(i), i), 0);
+    // Both arenas' segments until the old one has gone unread for kPeerSegmentIdleExchanges exchanges.
+    EXPECT_EQ(peer_segments_mapped() - before, i < idle ? 2 * n : n) << "exchange " << i;
+  }
+  EXPECT_EQ(halo.stats().mapped_recvs, (idle + 2) * n);
 }
 
 // KHALO_MAPPED_READS=0 when the plan is made: the faces are packed as before, with the same values.

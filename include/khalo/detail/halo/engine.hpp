@@ -180,6 +180,7 @@ class HaloEngine {
         begin_phase(exec, phase_ + 1);
       }
       exec.fence();
+      peer_segments_.end_exchange();  // after the fence: no copy reads a segment it unmaps
     } catch (...) {
       abandon();
       if (region) Kokkos::Profiling::popRegion();

@@ -132,21 +132,53 @@ bool describe_mapped(const Message& m, const FieldBytes& field_bytes, const Type
   return true;
 }
 
+/// A neighbour's segment that no exchange of this engine has read for this many exchanges is
+/// unmapped: so the memory of an arena its owner destroyed (or stopped using) is not held here
+/// for the rest of the job. A sender that takes turns between a few arenas keeps them mapped.
+inline constexpr std::uint64_t kPeerSegmentIdleExchanges = 8;
+
 /// The neighbours' segments this rank has mapped, by pid and fd: a segment that its owner
-/// closed and replaced (another token or size) is mapped again.
+/// closed and replaced (another token or size) is mapped again, and one left unread for
+/// kPeerSegmentIdleExchanges exchanges is unmapped.
 class PeerSegments {
  public:
   /// The base of the segment that \p words name (a mapped segment's first 4 words: pid, fd,
   /// token, bytes); nullptr when it cannot be mapped (the sender's process or arena is gone).
   const unsigned char* base(const std::int64_t* words) {
     const SharedFieldId id{words[0], words[1], words[2], words[3]};
-    auto& slot = by_fd_[{id.pid, id.fd}];
-    if (slot == nullptr || !(slot->id() == id)) slot = PeerSharedFields::open(id);
-    return slot == nullptr ? nullptr : slot->base();
+    const std::pair<std::int64_t, std::int64_t> key{id.pid, id.fd};
+    auto& slot = by_fd_[key];
+    if (slot.segment == nullptr || !(slot.segment->id() == id)) slot.segment = PeerSharedFields::open(id);
+    if (slot.segment == nullptr) {
+      by_fd_.erase(key);
+      return nullptr;
+    }
+    slot.last_read = exchanges_;
+    return slot.segment->base();
   }
 
+  /// Called when an exchange's copies are done: unmaps the segments left unread too long.
+  void end_exchange() {
+    ++exchanges_;
+    for (auto it = by_fd_.begin(); it != by_fd_.end();) {
+      if (exchanges_ - it->second.last_read > kPeerSegmentIdleExchanges) {
+        it = by_fd_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  /// How many segments are mapped now.
+  std::size_t size() const noexcept { return by_fd_.size(); }
+
  private:
-  std::map<std::pair<std::int64_t, std::int64_t>, std::shared_ptr<PeerSharedFields>> by_fd_;
+  struct Slot {
+    std::shared_ptr<PeerSharedFields> segment;
+    std::uint64_t last_read = 0;  // the exchange that last read it
+  };
+  std::map<std::pair<std::int64_t, std::int64_t>, Slot> by_fd_;
+  std::uint64_t exchanges_ = 0;
 };
 
 }  // namespace khalo::detail
