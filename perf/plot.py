@@ -100,6 +100,87 @@ def halo_tables(out, halo):
                "one-rank periodic copies, plain loop", "pack GB/s"], prow)
 
 
+# The halo engine's targets (issue #17), on 2 ranks.
+TARGET_CHANNELS_LAST = 1.25  # channels-last Wan faces of 64 KiB or more: khalo within 1.25x of raw MPI
+TARGET_CONTIGUOUS = 3.0  # contiguous Wan faces: at least as fast as MPI datatypes, within 3x of raw MPI
+TARGET_GRID = 2.5  # the 128^3 grid: within 2.5x of raw MPI
+TARGET_VS_TORCH = 50.0  # beside the seed's gloo + torch.cat exchange
+TARGET_IO = 0.5  # snapshot write and read: at least half a plain write() + fsync()'s bandwidth
+
+
+def how_sent(record):
+    """How khalo sent the faces of a case, from the first rank's HaloStats counters."""
+    s = record.get("stats_per_exchange", [{}])[0]
+    for key, name in (("mapped_sends", "mapped"), ("direct_sends", "direct"), ("shared_sends", "shared"),
+                      ("datatype_sends", "datatype")):
+        if s.get(key, 0) > 0:
+            return name
+    return "packed" if s.get("bytes_packed", 0) > 0 else "in place"
+
+
+def target_tables(out, halo, node_shared, io, torch_dist):
+    """One table of the halo engine's targets from one run, and a line per target: met in how many."""
+    def by_case(records):
+        by = {}
+        for r in records:
+            if r["ranks"] == 2:
+                by.setdefault((r["case"], r["layout"]), {})[r["scheme"]] = r
+        return by
+    plain, nsf = by_case(halo), by_case(node_shared)
+    rows, met = [], {}
+
+    def count(name, ok):
+        m = met.setdefault(name, [0, 0])
+        m[0] += bool(ok)
+        m[1] += 1
+
+    for key, s in plain.items():
+        if not all(k in s for k in ("khalo", "mpi_datatype", "raw_mpi")):
+            continue
+        t = {k: s[k]["median_s"] for k in ("khalo", "mpi_datatype", "raw_mpi")}
+        vs_raw, dt = t["khalo"] / t["raw_mpi"], t["mpi_datatype"] / t["khalo"]
+        row = [key[0], key[1], "%.0f" % (s["khalo"]["message_bytes"] / 1024), how_sent(s["khalo"]),
+               "%.0f" % s["khalo"].get("line_latency_ns", float("nan")),
+               "%.3f" % (t["khalo"] * 1e3), "%.3f" % (t["mpi_datatype"] * 1e3), "%.3f" % (t["raw_mpi"] * 1e3),
+               "%.2f" % vs_raw, "%.2f" % dt]
+        if key[1] == "channels_last_3d" and s["khalo"]["message_bytes"] >= 64 * 1024:
+            count("channels-last within %.2fx of raw" % TARGET_CHANNELS_LAST, vs_raw <= TARGET_CHANNELS_LAST)
+        elif key[1] == "contiguous":
+            count("contiguous, packed: within %.0fx of raw" % TARGET_CONTIGUOUS, vs_raw <= TARGET_CONTIGUOUS)
+            count("contiguous, packed: at least as fast as datatypes", dt >= 1.0)
+        elif key[0].startswith("hpc_"):
+            count("128^3 grid within %.1fx of raw" % TARGET_GRID, vs_raw <= TARGET_GRID)
+        n = nsf.get(key, {})
+        if key[1] == "contiguous" and all(k in n for k in ("khalo", "mpi_datatype", "raw_mpi")):
+            tn = {k: n[k]["median_s"] for k in ("khalo", "mpi_datatype", "raw_mpi")}
+            vs_raw_n, dt_n = tn["khalo"] / tn["raw_mpi"], tn["mpi_datatype"] / tn["khalo"]
+            row += ["%.0f" % n["khalo"].get("line_latency_ns", float("nan")), how_sent(n["khalo"]),
+                    "%.3f" % (tn["khalo"] * 1e3), "%.2f" % vs_raw_n, "%.2f" % dt_n]
+            count("contiguous, node-shared fields: within %.0fx of raw" % TARGET_CONTIGUOUS,
+                  vs_raw_n <= TARGET_CONTIGUOUS)
+            count("contiguous, node-shared fields: at least as fast as datatypes", dt_n >= 1.0)
+        else:
+            row += ["-"] * 5
+        rows.append(row)
+    if not rows:
+        return
+    lines = ["%s: %d of %d" % (name, m[0], m[1]) for name, m in met.items()]
+    if torch_dist and "schemes" in torch_dist:
+        x = torch_dist["schemes"]["seed"]["median_ms"] / torch_dist["schemes"]["khalo"]["median_ms"]
+        lines.append("beside the seed's gloo + torch.cat: %.1fx faster (target %.0fx): %s" %
+                     (x, TARGET_VS_TORCH, "met" if x >= TARGET_VS_TORCH else "missed"))
+    for r in io:
+        w, rd = r["plain_write_median_s"] / r["write_median_s"], r["plain_write_median_s"] / r["read_median_s"]
+        lines.append("snapshots on %d rank(s): write %.2fx, read %.2fx the bandwidth of a plain write() + fsync() "
+                     "(target %.1fx): %s" % (r["ranks"], w, rd, TARGET_IO,
+                                             "met" if min(w, rd) >= TARGET_IO else "missed"))
+    out.table("The halo engine's targets on 2 ranks (issue #17): medians, one run; line ns: a cache line's "
+              "one-way time between the ranks as the case ran (near under ~150, far above)",
+              ["case", "layout", "KiB", "khalo sends", "line ns", "khalo ms", "datatype ms", "raw ms", "khalo/raw",
+               "datatype/khalo", "node-shared fields: line ns", "khalo sends", "khalo ms", "khalo/raw", "datatype/khalo"],
+              rows, "Met: " + "; ".join(lines) + ".")
+
+
 def stats_tables(out, halo_sets):
     """khalo's HaloStats of one exchange per rank, for the first case of each layout."""
     rows = []
@@ -296,6 +377,8 @@ def main():
         out.md += ["Machine and build: %s; %s." % (context["cpu"], context["build"])]
     if halo:
         halo_tables(out, halo)
+        target_tables(out, halo, load(os.path.join(res, "halo_node_shared_fields.json")),
+                      load(os.path.join(res, "io.json")), load(os.path.join(res, "torch_dist_halo.json")))
     stats_tables(out, [halo, load(os.path.join(res, "halo_np3.json"))])
     decoder_tables(out, dec, torch_dec)
     written = [] if a.no_plots else plots(res, halo, dec, torch_dec)
