@@ -89,7 +89,8 @@ TRANSPORT_COST = TransportCost()
 # kDirectMaxRuns runs of at least kDirectMinRunBytes each, or one run (direct_read.hpp,
 # direct_runs_fit); any other face in place in several runs shorter than
 # kSharedInPlaceMinRunBytes, or not in place, is packed into the sender's node-shared buffer
-# and unpacked from there (transport.hpp, node_shared.hpp).
+# and unpacked from there (transport.hpp, node_shared.hpp), or, when the sender's View lies in
+# a khalo::NodeSharedArena, copied by the receiver straight out of that View (mapped_reads.hpp).
 DIRECT_MAX_RUNS = header_constant("kDirectMaxRuns", os.path.join(HERE, "..", "..", "include", "khalo", "detail",
                                                                   "halo", "direct_read.hpp"))
 DIRECT_MIN_RUN = header_constant("kDirectMinRunBytes", os.path.join(HERE, "..", "..", "include", "khalo", "detail",
@@ -97,19 +98,23 @@ DIRECT_MIN_RUN = header_constant("kDirectMinRunBytes", os.path.join(HERE, "..", 
 SHARED_IN_PLACE_RUN = header_constant("kSharedInPlaceMinRunBytes", TRANSPORT_HEADER)
 
 
-def transport(runs, run_bytes, nbytes, datatypes=True, on_node=False):
+def transport(runs, run_bytes, nbytes, datatypes=True, on_node=False, mapped=False):
     """How khalo's plan sends one side of a face of one field (choose_transports): 'in_place'
     (one message per run: a single run, or runs of at least IN_PLACE_RUN bytes), else
     'datatype' where TransportCost prefers it and the memory allows it (host memory:
     `datatypes`), else 'packed'. `on_node`: toward a rank of this node with khalo's node-local
     transports on (its default in host memory): an in-place face is read directly ('direct',
     at most DIRECT_MAX_RUNS runs of at least DIRECT_MIN_RUN bytes, or one run), any other goes
-    through the node-shared buffer ('shared') unless its runs are long enough for MPI in place."""
+    through the node-shared buffer ('shared') unless its runs are long enough for MPI in place;
+    `mapped`: the fields lie in node-shared arenas, and such a face is copied by the receiver
+    straight from the sender's View ('mapped')."""
     in_place = runs == 1 or run_bytes >= IN_PLACE_RUN
     if on_node:
         if in_place and runs <= DIRECT_MAX_RUNS and (runs == 1 or run_bytes >= DIRECT_MIN_RUN):
             return "direct"
-        return "in_place" if in_place and (runs == 1 or run_bytes >= SHARED_IN_PLACE_RUN) else "shared"
+        if in_place and (runs == 1 or run_bytes >= SHARED_IN_PLACE_RUN):
+            return "in_place"
+        return "mapped" if mapped else "shared"
     if in_place:
         return "in_place"
     if datatypes and TRANSPORT_COST.datatype(runs, nbytes) < TRANSPORT_COST.pack(runs, nbytes):
@@ -161,7 +166,7 @@ def face(layout, C, D, rows, cols, along):
 
 
 def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="khalo", fills=True, datatypes=False,
-               on_node=False):
+               on_node=False, mapped=False):
     """What one rank does in one phase (one split dimension): messages, bytes received (=
     sent), bytes and runs copied by the rank's processor (pack + unpack + open-side fill), and
     the runs and bytes that go as derived datatypes. `scheme`: 'khalo', 'raw' (pre-packed
@@ -170,19 +175,20 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     choose a datatype (host memory); `on_node`: the neighbours are on this node and khalo's
     node-local transports are on (transport()). A direct face is copied once, by the receiver
     (`read_bytes`); a shared one is packed and unpacked (copies) and moves no bytes through
-    MPI. Both wait for two empty messages per phase (`signal_waits`: "ready" or "packed", then
+    MPI; a mapped one (`mapped`: the fields lie in node-shared arenas) is copied once, by the
+    receiver, and moves none either. All three wait for two empty messages per phase (`signal_waits`: "ready" or "packed", then
     "read")."""
     b, runs, run_bytes = face(layout, C, D, rows, cols, along)
     k = sides_with_neighbour
     if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
         return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0, datatype_runs=0, datatype_bytes=0,
                     read_bytes=0, signal_waits=0, transport="raw")
-    how = "datatype" if scheme == "datatype" else transport(runs, run_bytes, b, datatypes, on_node)
-    local = how in ("direct", "shared")
+    how = "datatype" if scheme == "datatype" else transport(runs, run_bytes, b, datatypes, on_node, mapped)
+    local = how in ("direct", "shared", "mapped")
     msgs = 0 if local else k * (runs if how == "in_place" else 1)
-    copied = how in ("packed", "shared")
-    copy_runs = 2 * k * runs if copied else 0  # pack on send, unpack on receive
-    copy_bytes = 2 * k * b if copied else 0
+    copies = {"packed": 2, "shared": 2, "mapped": 1}.get(how, 0)  # pack and unpack, or the receiver's copy
+    copy_runs = copies * k * runs
+    copy_bytes = copies * k * b
     if fills:
         copy_runs += (2 - k) * runs  # the open sides' ghost layer is filled (zero)
         copy_bytes += (2 - k) * b
@@ -192,14 +198,15 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
                 read_bytes=k * b if how == "direct" else 0, signal_waits=2 if local and k else 0, transport=how)
 
 
-def rank_time(work, link, copy, datatype=None, shared=None):
+def rank_time(work, link, copy, datatype=None, local=None):
     """A rank's time in one phase. A datatype message costs the link's latency plus `datatype`
     (Copy) for its runs and bytes, in place of the link's single copy; khalo adds its fixed
     overhead (copy.overhead), raw MPI does not. A direct read copies at the link's single-copy
     bandwidth (the same system call as Open MPI's CMA), and each signal wait costs one empty
-    message. A face through the node-shared buffer copies at `shared`'s cost (Copy, fit-node) where
-    given: its packs stream into memory the peer reads next, unlike a pack toward MPI."""
-    c = shared if work["transport"] == "shared" and shared is not None else copy
+    message. `local` (a dict) gives the copy cost (Copy) of the node-local faces by transport where
+    fitted: 'shared' (fit-node; its packs stream into memory the peer reads next, unlike a pack
+    toward MPI) and 'mapped' (fit-mapped); others copy at `copy`'s cost."""
+    c = (local or {}).get(work["transport"]) or copy
     t = c.time(work["copy_runs"], work["copy_bytes"]) + (copy.overhead if work["transport"] != "raw" else 0.0)
     t += work.get("signal_waits", 0) * link.time(1, 0) + work.get("read_bytes", 0) / link.beta
     if work["datatype_bytes"]:
@@ -258,18 +265,19 @@ def chain_works(ranks, b, link, copy=None):
 
 
 def exchange_time_smp(layout, C, D, rows, W, ranks, cores, link, copy, scheme="khalo", sharing=None, datatype=None,
-                      fills=True, on_node=False, shared=None):
+                      fills=True, on_node=False, local=None, mapped=False):
     """A row-split exchange of a (1, C, D, rows per rank, W) band on `ranks` ranks of one
     shared-memory node with `cores` cores: the slowest rank's time when every rank has a core;
     with more ranks than cores, `sharing` (Sharing) time-slices the ranks' work over the cores
     (default: the ranks busy-poll, y = 1, no hand-off wait). `datatype` (Copy): the cost of a
     derived datatype's message, None where the plan may not choose one. `on_node`: khalo's
-    node-local transports are on (phase_work), `shared` (Copy) prices their node-shared faces."""
+    node-local transports are on (phase_work), `local` prices their faces (rank_time); `mapped`:
+    the fields lie in node-shared arenas (phase_work)."""
     times = []
     for r in range(ranks):
         k = (r > 0) + (r < ranks - 1)
-        w = phase_work(layout, C, D, rows, W, "h", k, scheme, fills, datatype is not None, on_node)
-        times.append(rank_time(w, link, copy, datatype, shared))
+        w = phase_work(layout, C, D, rows, W, "h", k, scheme, fills, datatype is not None, on_node, mapped)
+        times.append(rank_time(w, link, copy, datatype, local))
     return (sharing or Sharing(cores)).time(times)
 
 

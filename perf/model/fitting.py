@@ -124,7 +124,7 @@ def fills_of(r):
     return r.get("fill_every_exchange", True)
 
 
-def fit_copy(bench_paths, stat, scheme, part, overhead=False, on_node=False):
+def fit_copy(bench_paths, stat, scheme, part, overhead=False, on_node=False, mapped=False):
     """delta (s per run) and gamma (bytes/s) of a Copy, and with `overhead` a fixed time per
     exchange, fitted on the 2-rank records of `scheme`: part(phase_work) gives (runs, bytes, the
     rest of the model's time) for a record, or None to leave it out. Least squares on relative
@@ -138,7 +138,7 @@ def fit_copy(bench_paths, stat, scheme, part, overhead=False, on_node=False):
         C, D, rows, W = case_shape(r)
         how = "datatype" if scheme == "mpi_datatype" else "khalo"
         got = part(phase_work(r["layout"], C, D, rows, W, "h", 1, how, fills=fills_of(r), datatypes=True,
-                              on_node=on_node))
+                              on_node=on_node, mapped=mapped))
         if got is None or (got[1] == 0 and not overhead):
             continue
         n_runs, n_bytes, other = got
@@ -177,30 +177,45 @@ def load_fit(path):
     return fd, link, copy, (Copy(dt["delta_s_per_run"], dt["gamma_Bps"]) if dt else None)
 
 
-def load_node_copy(fd):
-    """fit-node's cost of a face through the node-shared buffer (a Copy), None before fit-node."""
-    node = fd.get("node")
-    return Copy(node["delta_s_per_run"], node["gamma_Bps"]) if node else None
+def load_local_copies(fd):
+    """The copy costs (Copy) of khalo's node-local faces that are fitted, by transport: 'shared'
+    (fit-node, fit.json["node"]) and 'mapped' (fit-mapped, fit.json["mapped"])."""
+    return {how: Copy(fd[key]["delta_s_per_run"], fd[key]["gamma_Bps"])
+            for how, key in (("shared", "node"), ("mapped", "mapped")) if key in fd}
+
+
+def fit_local(args, how, key, what):
+    """The copy cost of khalo's node-local faces sent `how` ('shared' or 'mapped'), fitted on the
+    2-rank records of args.bench as `fit` fits the copy cost toward MPI: the time minus khalo's
+    fixed overhead and the two empty messages, against the runs and bytes copied; into
+    fit.json[key]."""
+    fd, link, copy, _ = load_fit(args.fit)
+    use_in_place_run(args, args.bench)
+    local = fit_copy(args.bench, args.stat or fd.get("bench_stat", "q1_s"), "khalo", lambda w: (
+        w["copy_runs"], w["copy_bytes"], copy.overhead + w["signal_waits"] * link.time(1, 0))
+        if w["transport"] == how else None, on_node=True, mapped=how == "mapped")
+    local["source"] = [os.path.relpath(b, HERE) for b in args.bench]
+    fd[key] = local
+    with open(args.fit, "w") as f:
+        json.dump(fd, f, indent=1)
+    print(f"{what}: delta = {local['delta_s_per_run'] * 1e9:.1f} ns per run, "
+          f"gamma = {local['gamma_Bps'] / 1e9:.2f} GB/s (toward MPI: {copy.gamma / 1e9:.2f}), fitted on "
+          f"{len(local['fitted_on'])} cases, dropped {local['dropped']} -> {args.fit}")
 
 
 def fit_node(args):
     """The copy cost of a face through the node-shared buffer (a streamed pack into it, the
     peer's unpack from it), fitted on the 2-rank records measured with khalo's node-local
-    transports on (measure.sh's node2 step), as `fit` fits the copy cost toward MPI: the
-    time minus khalo's fixed overhead and the two empty messages, against the runs and bytes
-    copied. Direct reads are not fitted: the link's single-copy bandwidth prices them."""
-    fd, link, copy, _ = load_fit(args.fit)
-    use_in_place_run(args, args.bench)
-    node = fit_copy(args.bench, args.stat or fd.get("bench_stat", "q1_s"), "khalo", lambda w: (
-        w["copy_runs"], w["copy_bytes"], copy.overhead + w["signal_waits"] * link.time(1, 0))
-        if w["transport"] == "shared" else None, on_node=True)
-    node["source"] = [os.path.relpath(b, HERE) for b in args.bench]
-    fd["node"] = node
-    with open(args.fit, "w") as f:
-        json.dump(fd, f, indent=1)
-    print(f"node-shared faces: delta = {node['delta_s_per_run'] * 1e9:.1f} ns per run, "
-          f"gamma = {node['gamma_Bps'] / 1e9:.2f} GB/s (toward MPI: {copy.gamma / 1e9:.2f}), fitted on "
-          f"{len(node['fitted_on'])} cases, dropped {node['dropped']} -> {args.fit}")
+    transports on (measure.sh's node2 step). Direct reads are not fitted: the link's
+    single-copy bandwidth prices them."""
+    fit_local(args, "shared", "node", "node-shared faces")
+
+
+def fit_mapped(args):
+    """The copy cost of a mapped face (the receiver's one copy out of the sender's View in a
+    khalo::NodeSharedArena), fitted on the 2-rank records measured with node-shared fields
+    (measure.sh's mapped2 step)."""
+    fit_local(args, "mapped", "mapped", "mapped faces")
 
 
 def fit_sharing(args):

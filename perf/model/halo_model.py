@@ -6,6 +6,7 @@ fabrics from their published figures (issue #17 part 4). Python 3 standard libra
   halo_model.py fit          [--pingpong F.jsonl] [--bench F.json ...]   -> fit.json
   halo_model.py fit-sharing  [--chain F.jsonl]      (ranks sharing cores) -> fit.json["sharing"]
   halo_model.py fit-node     [--bench F.json ...]   (node-shared faces)   -> fit.json["node"]
+  halo_model.py fit-mapped   [--bench F.json ...]   (mapped faces)        -> fit.json["mapped"]
   halo_model.py validate     [--bench F.json ...]                        -> validation.json
   halo_model.py predict                                               -> predictions.json
   halo_model.py layers        (the decoder's exchanges, layer by layer, per latent frame)
@@ -25,8 +26,8 @@ sys.path.insert(0, HERE)
 
 import exchange  # noqa: E402
 from exchange import F32, exchange_time_smp, phase_work  # noqa: E402
-from fitting import (bench_records, case_shape, fills_of, fit, fit_node, fit_sharing, load_fit,  # noqa: E402
-                     load_node_copy, load_sharing, use_in_place_run)
+from fitting import (bench_records, case_shape, fills_of, fit, fit_mapped, fit_node, fit_sharing,  # noqa: E402
+                     load_fit, load_local_copies, load_sharing, use_in_place_run)
 from wan_layers import wan21_layers  # noqa: E402
 from scaling import decoder_prediction, scenarios, stage_prediction  # noqa: E402
 
@@ -42,14 +43,21 @@ def on_node(r):
     return bool(r.get("shared_memory", False))
 
 
+def mapped(r):
+    """Whether khalo's Views lay in node-shared arenas in a bench_halo record (--node-shared-fields)."""
+    return bool(r.get("node_shared_fields", False))
+
+
 def measured_transport(r):
     """How rank 0 of a khalo bench_halo record sent its face, from its HaloStats: 'direct',
-    'shared', 'datatype', 'packed' or 'in_place'; None for records without counters."""
+    'mapped', 'shared', 'datatype', 'packed' or 'in_place'; None for records without counters."""
     st = (r.get("stats_per_exchange") or [None])[0]
     if not st:
         return None
     if st.get("direct_sends"):
         return "direct"
+    if st.get("mapped_sends"):
+        return "mapped"
     if st.get("shared_sends"):
         return "shared"
     if st.get("datatype_sends"):
@@ -69,14 +77,15 @@ def validate(args):
         C, D, rows_per_rank, W = case_shape(r)
         scheme = "raw" if r["scheme"] == "raw_mpi" else "khalo"
         pred = exchange_time_smp(r["layout"], C, D, rows_per_rank, W, r["ranks"], args.cores, link, copy, scheme,
-                                 sharing, datatype, fills_of(r), on_node(r), load_node_copy(fd))
+                                 sharing, datatype, fills_of(r), on_node(r), load_local_copies(fd), mapped(r))
         # The model must send each face as khalo's plan did (a face of rank 0: one neighbour).
         model_how = phase_work(r["layout"], C, D, rows_per_rank, W, "h", 1, scheme, datatypes=datatype is not None,
-                               on_node=on_node(r))
+                               on_node=on_node(r), mapped=mapped(r))
         how = measured_transport(r) if scheme == "khalo" else "raw"
         if how is not None and how != model_how["transport"]:
             mismatches.append(f'{r["_file"]}:{r["case"]}:{r["layout"]}: khalo {how}, model {model_how["transport"]}')
-        fitted_on = fd["copy"]["fitted_on"] + fd.get("node", {}).get("fitted_on", [])  # fit, fit-node
+        fitted_on = (fd["copy"]["fitted_on"] + fd.get("node", {}).get("fitted_on", []) +  # fit, fit-node,
+                     fd.get("mapped", {}).get("fitted_on", []))  # fit-mapped
         in_fit = scheme == "khalo" and r["ranks"] == 2 and any(
             u.startswith(r["_file"] + ":" + r["case"] + ":" + r["layout"]) for u in fitted_on)
         key = r["_file"] + ":" + r["case"] + ":" + r["layout"]
@@ -255,6 +264,12 @@ def main():
                                                    for f in ("halo_np2.json", "halo_quick_np2.json")])
     fn.add_argument("--stat", default=None, choices=["q1_s", "median_s", "min_s"],
                     help="bench_halo statistic fitted (default: the one fit used)")
+    fm = sub.add_parser("fit-mapped", help="fit the cost of mapped faces (node-shared fields: mapped2 step's data)")
+    fm.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
+    fm.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", "mapped", f)
+                                                   for f in ("halo_np2.json", "halo_quick_np2.json")])
+    fm.add_argument("--stat", default=None, choices=["q1_s", "median_s", "min_s"],
+                    help="bench_halo statistic fitted (default: the one fit used)")
     v = sub.add_parser("validate", help="model against measured bench_halo runs")
     v.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     v.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f"halo{q}_np{n}.json")
@@ -270,12 +285,12 @@ def main():
                    help="assumed cost of one GPU pack / unpack / fill kernel launch")
     p.add_argument("--out", default=os.path.join(HERE, "predictions.json"))
     la = sub.add_parser("layers", help="the per-layer enumeration of the decoder's exchanges")
-    for q in (f, fn, v, p, la):
+    for q in (f, fn, fm, v, p, la):
         q.add_argument("--in-place-run-bytes", type=int, default=None,
                        help="khalo's in-place threshold (kDefaultInPlaceMinRunBytes); default: the one recorded "
                             "with the data (fit, validate), else the source tree's")
     a = ap.parse_args()
-    {"fit": fit, "fit-sharing": fit_sharing, "fit-node": fit_node, "validate": validate, "predict": predict,
+    {"fit": fit, "fit-sharing": fit_sharing, "fit-node": fit_node, "fit-mapped": fit_mapped, "validate": validate, "predict": predict,
      "layers": layers_table}[a.cmd](a)
 
 

@@ -7,13 +7,16 @@
 #   halo_np{2,3,4}.json      bench_halo, Wan cases, 2, 3 and 4 ranks
 #   halo_quick_np{2,3,4}.json  the same in bench_halo's --quick form (tiny shapes: latency)
 #   node/halo{,_quick}_np{2,3,4}.json  the same with khalo's node-local transports on (steps node2..4)
+#   mapped/halo{,_quick}_np{2,3,4}.json  the same with khalo's Views in node-shared arenas
+#                            (--node-shared-fields; steps mapped2..4)
 #   idle_share.jsonl         idle_share.c at 2, 3, 4 ranks, Open MPI's default and without yield
 #   khalo.json               the commit measured and khalo's in-place threshold in it
 #   machine.txt              lscpu, scheduling group, load before and after each step
 # Then fit, fit-sharing, validate, predict. Build bench_halo first (README.md). Usage:
 #   perf/model/measure.sh [build-dir] [step ...]     (default: build; every step)
 # Steps: pingpong chain np2 np3 np4 analyse (the default), idle, and node2 node3 node4 (bench_halo
-# with khalo's node-local transports on, into $data/node/: validate --bench data/node/*.json). Each step takes
+# with khalo's node-local transports on, into $data/node/: validate --bench data/node/*.json), and
+# mapped2 mapped3 mapped4 (the same with khalo's Views in node-shared arenas, into $data/mapped/). Each step takes
 # $KHALO_CPU_LOCK (a flock file, e.g. /tmp/khalo-cpu.lock) when set, so that other timed jobs on
 # a shared machine run between steps, not during one (np4, the longest, took 1.5 minutes with
 # priority, ~5 under load without).
@@ -96,12 +99,13 @@ for s in "${steps[@]}"; do
     idle) mpicc -O2 -o "$build/idle_share" perf/model/idle_share.c; locked idle ;;
     np[0-9]*) locked bench "${s#np}" "$data" --no-shared-memory ;;
     node[0-9]*) locked bench "${s#node}" "$data/node" ;;
+    mapped[0-9]*) locked bench "${s#mapped}" "$data/mapped" --node-shared-fields ;;
     analyse)
       cpu="$(lscpu | sed -n "s/^Model name: *//p"), family $(lscpu | sed -n "s/^CPU family: *//p") model $(lscpu | sed -n "s/^Model: *//p")"
       $py perf/model/halo_model.py fit --cpu "$cpu"
       $py perf/model/halo_model.py fit-sharing
       $py perf/model/halo_model.py validate --bench "$data"/halo_np{2,3,4}.json "$data"/halo_quick_np{2,3,4}.json
       $py perf/model/halo_model.py predict ;;
-    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse idle node2 node3 node4)" >&2; exit 2 ;;
+    *) echo "measure.sh: unknown step $s (pingpong chain np2 np3 np4 analyse idle node2 node3 node4 mapped2 mapped3 mapped4)" >&2; exit 2 ;;
   esac
 done
