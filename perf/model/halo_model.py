@@ -258,18 +258,17 @@ def main():
     fs.add_argument("--cores", type=int, default=os.cpu_count())
     fs.add_argument("--stat", default="q1_s", choices=["q1_s", "median_s", "p10_s", "min_s"])
     fs.add_argument("--modes", nargs="+", default=["raw", "packed"], choices=["raw", "packed"])
-    fn = sub.add_parser("fit-node", help="fit the cost of faces through node-shared buffers (node2 step's data)")
-    fn.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
-    fn.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", "node", f)
-                                                   for f in ("halo_np2.json", "halo_quick_np2.json")])
-    fn.add_argument("--stat", default=None, choices=["q1_s", "median_s", "min_s"],
-                    help="bench_halo statistic fitted (default: the one fit used)")
-    fm = sub.add_parser("fit-mapped", help="fit the cost of mapped faces (node-shared fields: mapped2 step's data)")
-    fm.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
-    fm.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", "mapped", f)
-                                                   for f in ("halo_np2.json", "halo_quick_np2.json")])
-    fm.add_argument("--stat", default=None, choices=["q1_s", "median_s", "min_s"],
-                    help="bench_halo statistic fitted (default: the one fit used)")
+    def local_fit(name, what, subdir):  # fit-node, fit-mapped: a node-local copy cost on measure.sh's data
+        q = sub.add_parser(name, help=f"fit the cost of {what} ({subdir}2 step's data, data/{subdir}/)")
+        q.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
+        q.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", subdir, f)
+                                                      for f in ("halo_np2.json", "halo_quick_np2.json")])
+        q.add_argument("--stat", default=None, choices=["q1_s", "median_s", "min_s"],
+                       help="bench_halo statistic fitted (default: the one fit used)")
+        return q
+
+    fn = local_fit("fit-node", "faces through node-shared buffers", "node")
+    fm = local_fit("fit-mapped", "mapped faces (fields in node-shared arenas)", "mapped")
     v = sub.add_parser("validate", help="model against measured bench_halo runs")
     v.add_argument("--fit", default=os.path.join(HERE, "fit.json"))
     v.add_argument("--bench", nargs="+", default=[os.path.join(HERE, "data", f"halo{q}_np{n}.json")
@@ -290,8 +289,8 @@ def main():
                        help="khalo's in-place threshold (kDefaultInPlaceMinRunBytes); default: the one recorded "
                             "with the data (fit, validate), else the source tree's")
     a = ap.parse_args()
-    {"fit": fit, "fit-sharing": fit_sharing, "fit-node": fit_node, "fit-mapped": fit_mapped, "validate": validate, "predict": predict,
-     "layers": layers_table}[a.cmd](a)
+    {"fit": fit, "fit-sharing": fit_sharing, "fit-node": fit_node, "fit-mapped": fit_mapped, "validate": validate,
+     "predict": predict, "layers": layers_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
