@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -105,7 +106,10 @@ std::vector<std::string> remove_stale_temporaries(const std::string& target, lon
     if (parsed.pid < 0 || alive_here(parsed, here)) continue;
     struct stat st {};
     if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (now - st.st_mtime < max_age_s) continue;
+    // A modification time ahead of time() is age 0: the kernel may stamp a file from a finer
+    // clock than time()'s, a second ahead of it at a second's turn (and another host's file
+    // server may run ahead), and a file of age 0 is stale at KHALO_STALE_TEMP_SECONDS=0.
+    if (std::max<std::time_t>(0, now - st.st_mtime) < max_age_s) continue;
     if (::unlink(it->path().c_str()) == 0) removed.push_back(name);
   }
   return removed;

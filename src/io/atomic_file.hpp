@@ -40,8 +40,9 @@ class AtomicFile {
   std::string temp_;
 };
 
-/// The temporaries of \p target older than \p max_age_s seconds (by modification time), except those named
-/// by a process on this host that is still alive. Removes them and returns their names.
+/// The temporaries of \p target at least \p max_age_s seconds old (by modification time; one
+/// stamped after time() is of age 0), except those named by a process on this host that is still
+/// alive. Removes them and returns their names.
 std::vector<std::string> remove_stale_temporaries(const std::string& target, long max_age_s);
 
 }  // namespace khalo::io::detail
