@@ -21,6 +21,7 @@
 #include "halo_bench/schemes.hpp"
 
 #include <khalo/decomposition.hpp>
+#include <khalo/detail/halo/mapped_reads.hpp>  // mapped_policy, for the records
 #include <khalo/detail/halo/store_choice.hpp>  // store_policy, for the records
 #include <khalo/halo.hpp>
 #include <khalo/layout.hpp>
@@ -265,6 +266,7 @@ std::vector<Json> run_case(const Case& c, const Options& opt, MPI_Comm world) {
               {"shared_memory", opt.shared_memory},
               {"node_shared_fields", opt.node_shared_fields},
               {"stream_packs", khalo::detail::to_string(khalo::detail::store_policy())},
+              {"mapped_reads", khalo::detail::to_string(khalo::detail::mapped_policy())},
               {"line_latency_ns", line_ns}};
     if (times[s].scheme == "khalo_split") j["start_median_s"] = start_spreads[s].median;
     if (times[s].scheme == "khalo") {

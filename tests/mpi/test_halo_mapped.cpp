@@ -151,6 +151,44 @@ TEST(NodeSharedFields, NeighboursLetGoOfADestroyedArena) {
   EXPECT_EQ(halo.stats().mapped_recvs, (idle + 2) * n);
 }
 
+// Whether a face that can be mapped is, or is packed into the node-shared buffer, is measured
+// (MappedChoice): the first kFirstProbeAfter exchanges map it, the next kProbeLength pack it
+// (the probe, on every rank at once), the ones after whichever was faster. Every exchange fills
+// every ghost. With KHALO_MAPPED_READS=1 when the plan is made, every exchange maps.
+TEST(NodeSharedFields, ASenderTriesPackingNowAndThen) {
+  if (!kHostExec) GTEST_SKIP() << "arena Views are host memory";
+  using khalo::detail::MappedChoice;
+  const auto dec = khalo::row_decomposition(MPI_COMM_WORLD, {1, 4, 2, 2 * world_size() + 1, 8});
+  const HaloSpec spec(1);
+  const Index e = khalo::test::local_extents(dec, spec);
+  const int n = neighbours(dec, 3);
+  NodeSharedArena arena(bytes_of(e, sizeof(float)));
+  auto v = arena.view<float*****>(e, MemoryFormat::contiguous);
+  const int probe = MappedChoice::kFirstProbeAfter;
+  const int after = probe + MappedChoice::kProbeLength;
+  for (const bool measured : {true, false}) {
+    if (!measured) setenv("KHALO_MAPPED_READS", "1", 1);
+    khalo::Halo<Exec> halo(dec, spec, v);
+    unsetenv("KHALO_MAPPED_READS");
+    for (int i = 0; i < after + 2; ++i) {
+      const std::string what =
+          std::string(measured ? "measured" : "KHALO_MAPPED_READS=1") + ", exchange " + std::to_string(i);
+      khalo::test::fill_owned(v, dec, spec, i + 1);
+      const khalo::HaloStats before = halo.stats();
+      halo.exchange(Exec(), v);
+      ASSERT_EQ(khalo::test::count_wrong(v, dec, spec, what, i + 1), 0);
+      const auto& s = halo.stats();
+      EXPECT_EQ(s.mapped_sends - before.mapped_sends + s.shared_sends - before.shared_sends, n) << what;
+      EXPECT_EQ(s.mapped_recvs - before.mapped_recvs + s.shared_recvs - before.shared_recvs, n) << what;
+      if (i >= after) continue;  // the way the probe found faster
+      const bool packs = measured && i >= probe;
+      EXPECT_EQ(s.shared_sends - before.shared_sends, packs ? n : 0) << what;
+      EXPECT_EQ(s.shared_recvs - before.shared_recvs, packs ? n : 0) << what;
+      EXPECT_EQ(s.faces_packed - before.faces_packed, packs ? n : 0) << what;
+    }
+  }
+}
+
 // KHALO_MAPPED_READS=0 when the plan is made: the faces are packed as before, with the same values.
 TEST(NodeSharedFields, OffWhenTheEnvironmentSaysSo) {
   if (!kHostExec) GTEST_SKIP() << "arena Views are host memory";

@@ -142,6 +142,7 @@ class HaloEngine {
     }
     choose_streaming(plan.phases, on_node_, [] { return single_copy_min_bytes(); });
     plan.stores.assign(plan.phases.size(), StoreChoice(store_policy_));
+    plan.maps.assign(plan.phases.size(), MappedChoice(mapped_policy_));
     allocating([&] { stats_.allocations += allocate_recv_buffer(plan.phases, plan.buffers, options_.stage); });
     throw_if_any<std::runtime_error>(comm_.get(), error);
     return plans_.emplace(std::move(key), std::move(plan)).first->second;
@@ -233,6 +234,7 @@ class HaloEngine {
     phase_ = p;
     requests_.clear();
     if (p >= current_->phases.size()) return;
+    const auto began = ProbedChoice::Clock::now();
     const Phase& ph = current_->phases[p];
     auto& b = current_->buffers;
     unsigned char* recv_base = options_.stage ? b.recv_host.data() : b.recv.data();
@@ -258,15 +260,21 @@ class HaloEngine {
         post(MPI_Irecv, recv_base + m.buffer_offset, static_cast<int>(m.bytes), m);
       }
     }
-    // Mapped sends whose Views lie in node-shared memory this time: told where, not packed.
+    // Mapped sends whose Views lie in node-shared memory this time: told where, not packed,
+    // unless the phase's MappedChoice packs them this time.
     mapped_out_.assign(mapped_words_of(ph.sends), 0);
     unpacked_.assign(ph.sends.size(), 0);
     where = mapped_out_.data();
+    const bool map = current_->maps[p].map();
+    mappable_ = false;
     for (std::size_t i = 0; i < ph.sends.size(); ++i) {
       const Message& m = ph.sends[i];
       if (!m.mapped) continue;
-      unpacked_[i] = describe_mapped(
+      const bool can = describe_mapped(
           m, [&](int f) { return field_bytes(f); }, types_, where);
+      mappable_ = mappable_ || can;
+      if (!map) where[0] = kFacePacked;
+      unpacked_[i] = can && map;
       where += mapped_words(m);
     }
     auto packs = [&](std::size_t i) { return ph.sends[i].packed() && unpacked_[i] == 0; };
@@ -339,6 +347,7 @@ class HaloEngine {
       }
       ++stats_.fills;
     }
+    phase_seconds_ = std::chrono::duration<double>(ProbedChoice::Clock::now() - began).count();
   }
 
   // "ready" carries data_ as it is: the fields' addresses, which read_direct takes as 64-bit
@@ -375,6 +384,7 @@ class HaloEngine {
   }
 
   void end_phase(const Exec& exec) {
+    const auto began = ProbedChoice::Clock::now();
     const Phase& ph = current_->phases[phase_];
     auto& b = current_->buffers;
     wait_all();
@@ -421,6 +431,12 @@ class HaloEngine {
       if (m.shared || m.direct) signal(MPI_Irecv, m, kReadTag);
     }
     wait_all();
+    // A mapped send is a shared one, so a phase that could map one ends here, after its
+    // neighbours' "read": their copies of this rank's faces are in its time.
+    if (mappable_) {
+      phase_seconds_ += std::chrono::duration<double>(ProbedChoice::Clock::now() - began).count();
+      current_->maps[phase_].record(phase_seconds_);
+    }
   }
 
   // Runs \p f in the Kokkos profiling region \p name, which ends however f does.
@@ -487,16 +503,19 @@ class HaloEngine {
   std::vector<std::int64_t> mapped_in_;   // the "packed" of this phase's mapped receives,
   std::vector<std::int64_t> mapped_out_;  // and of its mapped sends
   std::vector<char> unpacked_;            // per send of this phase: mapped, not packed, this time
+  bool mappable_ = false;                 // some send of this phase could be mapped this time
+  double phase_seconds_ = 0;              // this phase's time in begin_phase and end_phase
   PeerSegments peer_segments_;            // the neighbours' node-shared Views, mapped here
   std::size_t phase_ = 0;
   Options options_;
   bool in_flight_ = false;
   bool zero_fills_ = true;  // this exchange zeroes open sides (see HaloSpec::set_zero_fill_once)
   Planner planner_;
-  std::vector<bool> on_node_;                  // per rank: on this node (host memory, not staged)
-  std::vector<bool> shares_;                   // per rank: on this node, so packed faces go through shared buffers
-  StorePolicy store_policy_ = store_policy();  // faces read next by another process: their stores
-  std::optional<Decomposition> dec_;           // khalo::Halo's
+  std::vector<bool> on_node_;                     // per rank: on this node (host memory, not staged)
+  std::vector<bool> shares_;                      // per rank: on this node, so packed faces go through shared buffers
+  StorePolicy store_policy_ = store_policy();     // faces read next by another process: their stores
+  MappedPolicy mapped_policy_ = mapped_policy();  // faces that can be mapped: whether they are
+  std::optional<Decomposition> dec_;              // khalo::Halo's
   HaloStats stats_;
 };
 

@@ -13,6 +13,7 @@
 #include <khalo/detail/block.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
+#include <khalo/detail/halo/probed_choice.hpp>
 #include <khalo/detail/shared_fields.hpp>
 
 #include <mpi.h>
@@ -37,12 +38,41 @@ inline constexpr std::size_t kMappedWordsPerSegment = 5;
 inline std::size_t mapped_words(const Message& m) { return 1 + kMappedWordsPerSegment * m.segments.size(); }
 enum MappedMode : std::int64_t { kFacePacked = 0, kFaceMapped = 1 };
 
-/// False when the environment turns mapped reads off: KHALO_MAPPED_READS=0 (to compare). A
-/// rank where it is off still takes part in the handshake; it offers nothing and accepts none.
-inline bool mapped_reads_allowed() {
+/// KHALO_MAPPED_READS: "0" off (to compare: a rank where it is off still takes part in the
+/// handshake; it offers nothing and accepts none), "1" every face that can be mapped is, unset
+/// or anything else measured (MappedChoice).
+enum class MappedPolicy { off, always, measured };
+
+inline MappedPolicy mapped_policy() {
   const char* v = std::getenv("KHALO_MAPPED_READS");
-  return v == nullptr || std::string(v) != "0";
+  if (v != nullptr && std::string(v) == "0") return MappedPolicy::off;
+  if (v != nullptr && std::string(v) == "1") return MappedPolicy::always;
+  return MappedPolicy::measured;
 }
+
+inline bool mapped_reads_allowed() { return mapped_policy() != MappedPolicy::off; }
+
+inline const char* to_string(MappedPolicy p) {
+  return p == MappedPolicy::off ? "off" : p == MappedPolicy::always ? "always" : "measured";
+}
+
+/// Whether one phase's sends that could be mapped this exchange are (the first way), or packed
+/// into the node-shared buffer as faces of Views elsewhere are, chosen from the phase's measured
+/// time (probed_choice.hpp). Why measured: which is faster depends on where the two processes
+/// run. Where they share a cache the receiver's one copy beats a pack and an unpack on every
+/// Wan face; where they do not, the receiver loads each short run from the other cache, and on
+/// faces of 416-byte runs mapped faces took 1.14-1.65x the time of the packed path, which streams
+/// locally (perf/RESULTS.md, "Every target met in one perf/run.sh"). The time is the phase's inside the
+/// engine on this rank (its packs, its wait, its copies and the wait for its neighbours' "read"),
+/// which holds the neighbour's copy of this rank's face; the caller's work between start() and
+/// wait() is not in it.
+class MappedChoice : public ProbedChoice {
+ public:
+  explicit MappedChoice(MappedPolicy policy = mapped_policy()) : ProbedChoice(true, policy == MappedPolicy::measured) {}
+
+  /// Whether this exchange's sends that can be mapped are.
+  bool map() const { return first(); }
+};
 
 /// Collective with the neighbours on this node (\p on_node), after share_on_node: which shared
 /// messages the receiver may copy straight from the sender's node-shared View

@@ -4,12 +4,14 @@
 /// send and receive buffers that persist across exchanges (buffers.hpp). The rooms: fields
 /// (fields.hpp), messages and fills (messages.hpp), boundary policies (boundary.hpp), phase
 /// geometry (phases.hpp), validation (validate.hpp), the in-place handshake (handshake.hpp), the
-/// kind of store of packs (store_choice.hpp), and the MPI engine that runs a plan (engine.hpp).
+/// kind of store of packs (store_choice.hpp), mapped reads (mapped_reads.hpp), and the MPI engine
+/// that runs a plan (engine.hpp).
 /// Not public.
 
 #include <khalo/detail/halo/buffers.hpp>
 #include <khalo/detail/halo/fields.hpp>
 #include <khalo/detail/halo/handshake.hpp>
+#include <khalo/detail/halo/mapped_reads.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/halo/phases.hpp>
 #include <khalo/detail/halo/store_choice.hpp>
@@ -25,6 +27,7 @@ struct ShapePlan {
   std::vector<Phase> phases;
   Buffers<MemSpace> buffers;
   std::vector<StoreChoice> stores;         // per phase: the kind of store of the packs another process reads
+  std::vector<MappedChoice> maps;          // per phase: whether the sends that can be mapped are
   std::vector<std::vector<void*>> zeroed;  // with HaloSpec::zero_fill_once: the Views whose open sides are zeroed
 };
 
