@@ -273,7 +273,7 @@ class HaloEngine {
       const bool can = describe_mapped(
           m, [&](int f) { return field_bytes(f); }, types_, where);
       mappable_ = mappable_ || can;
-      if (!map) where[0] = kFacePacked;
+      if (can && !map) where[0] = kFacePacked;  // a probe: packed this time
       unpacked_[i] = can && map;
       where += mapped_words(m);
     }
@@ -347,7 +347,7 @@ class HaloEngine {
       }
       ++stats_.fills;
     }
-    phase_seconds_ = std::chrono::duration<double>(ProbedChoice::Clock::now() - began).count();
+    phase_seconds_ = ProbedChoice::seconds_since(began);
   }
 
   // "ready" carries data_ as it is: the fields' addresses, which read_direct takes as 64-bit
@@ -434,7 +434,7 @@ class HaloEngine {
     // A mapped send is a shared one, so a phase that could map one ends here, after its
     // neighbours' "read": their copies of this rank's faces are in its time.
     if (mappable_) {
-      phase_seconds_ += std::chrono::duration<double>(ProbedChoice::Clock::now() - began).count();
+      phase_seconds_ += ProbedChoice::seconds_since(began);
       current_->maps[phase_].record(phase_seconds_);
     }
   }

@@ -41,9 +41,14 @@ class ProbedChoice {
 
   using Clock = std::chrono::steady_clock;
 
+  /// Seconds from \p start until now.
+  static double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
   /// This exchange's work, \p bytes, ran from \p start until now.
   void record(Clock::time_point start, std::size_t bytes) {
-    if (bytes > 0) record(std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(bytes));
+    if (bytes > 0) record(seconds_since(start) / static_cast<double>(bytes));
   }
 
   /// This exchange cost \p cost (seconds, or seconds per byte: the same unit every time); the
@@ -73,9 +78,9 @@ class ProbedChoice {
   bool best_;       // the way in use outside probes: true for the first
   long count_ = 0;  // exchanges recorded
   long probe_start_ = kFirstProbeAfter;
-  double before_ =
-      std::numeric_limits<double>::infinity();  // lowest cost of the kProbeLength exchanges before the probe
-  double probe_ = std::numeric_limits<double>::infinity();  // lowest of the probe's
+  // The lowest cost of the kProbeLength exchanges before the probe, and of the probe's.
+  double before_ = std::numeric_limits<double>::infinity();
+  double probe_ = std::numeric_limits<double>::infinity();
 };
 
 }  // namespace khalo::detail
