@@ -126,16 +126,26 @@ class Link:
     """One kind of link: alpha (s per message), beta (bytes/s, one direction); optionally a
     second pair (alpha_small, beta_small) for messages under `eager` bytes (Open MPI's shared
     memory eager protocol copies small messages twice through a buffer, larger ones once
-    with CMA: two regimes, each alpha-beta)."""
+    with CMA: two regimes, each alpha-beta); and optionally a knee: the bytes of a message past
+    `knee` move at `beta_beyond` (on one node the single copy leaves the cores' caches: from
+    512 KiB on, on the Ice Lake guest, a message's send and receive buffers outgrow its L2)."""
 
-    def __init__(self, name, alpha, beta, eager=0, alpha_small=None, beta_small=None):
+    def __init__(self, name, alpha, beta, eager=0, alpha_small=None, beta_small=None, knee=None, beta_beyond=None):
         self.name, self.alpha, self.beta = name, alpha, beta
         self.eager, self.alpha_small, self.beta_small = eager, alpha_small, beta_small
+        self.knee, self.beta_beyond = knee, beta_beyond
 
     def time(self, messages, nbytes):
         if messages and self.eager and nbytes / messages < self.eager:
             return messages * self.alpha_small + nbytes / self.beta_small
-        return messages * self.alpha + nbytes / self.beta
+        return messages * self.alpha + self.bytes_time(nbytes, messages)
+
+    def bytes_time(self, nbytes, messages=1):
+        """The transfer of nbytes in `messages` messages of equal size, latency aside."""
+        if not self.knee or not messages:
+            return nbytes / self.beta
+        beyond = max(0.0, nbytes / messages - self.knee) * messages
+        return (nbytes - beyond) / self.beta + beyond / self.beta_beyond
 
 
 class Copy:
@@ -182,7 +192,7 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     k = sides_with_neighbour
     if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
         return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0, datatype_runs=0, datatype_bytes=0,
-                    read_bytes=0, signal_waits=0, transport="raw")
+                    read_bytes=0, reads=0, signal_waits=0, transport="raw")
     how = "datatype" if scheme == "datatype" else transport(runs, run_bytes, b, datatypes, on_node, mapped)
     local = how in ("direct", "shared", "mapped")
     msgs = 0 if local else k * (runs if how == "in_place" else 1)
@@ -195,7 +205,8 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     dt = how == "datatype"
     return dict(messages=msgs, bytes=0 if local else k * b, copy_runs=copy_runs, copy_bytes=copy_bytes,
                 datatype_runs=k * runs if dt else 0, datatype_bytes=k * b if dt else 0,
-                read_bytes=k * b if how == "direct" else 0, signal_waits=2 if local and k else 0, transport=how)
+                read_bytes=k * b if how == "direct" else 0, reads=k if how == "direct" else 0,
+                signal_waits=2 if local and k else 0, transport=how)
 
 
 def rank_time(work, link, copy, datatype=None, local=None):
@@ -208,7 +219,8 @@ def rank_time(work, link, copy, datatype=None, local=None):
     toward MPI) and 'mapped' (fit-mapped); others copy at `copy`'s cost."""
     c = (local or {}).get(work["transport"]) or copy
     t = c.time(work["copy_runs"], work["copy_bytes"]) + (copy.overhead if work["transport"] != "raw" else 0.0)
-    t += work.get("signal_waits", 0) * link.time(1, 0) + work.get("read_bytes", 0) / link.beta
+    t += work.get("signal_waits", 0) * link.time(1, 0)
+    t += link.bytes_time(work.get("read_bytes", 0), work.get("reads", 1))  # direct reads, one per face
     if work["datatype_bytes"]:
         return t + work["messages"] * link.alpha + datatype.time(work["datatype_runs"], work["datatype_bytes"])
     return t + link.time(work["messages"], work["bytes"])

@@ -251,6 +251,8 @@ def main():
                    help="bench_halo statistic fitted (default: first quartile; the ping-pong's 10th "
                         "percentile with it, its median with median_s): interference only slows a run")
     f.add_argument("--max-bytes", type=int, default=2 << 20, help="upper end of the single-copy fit")
+    f.add_argument("--link", default="knee", choices=["knee", "cma"],
+                   help="the single-copy regime the model uses: one line with a knee (default), or one line")
     f.add_argument("--out", default=os.path.join(HERE, "fit.json"))
     fs = sub.add_parser("fit-sharing", help="fit the core-sharing parameters on chain.c's runs")
     fs.add_argument("--fit", default=os.path.join(HERE, "fit.json"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures what perf/model fits and validates against, on this machine, into perf/model/data/
 # (or $KHALO_MODEL_OUT):
-#   pingpong.jsonl           2-rank MPI ping-pong and bidirectional exchange, 8 B .. 64 MiB
+#   pingpong.jsonl           2-rank MPI ping-pong and bidirectional exchange, 8 B .. 64 MiB; the
+#                            exchange again with its bytes from memory (exchange_cold)
 #   chain.jsonl              chain.c at 2, 3 and 4 ranks (the core-sharing fit; 3 and 4
 #                            oversubscribed when the machine has 2 cores)
 #   halo_np{2,3,4}.json      bench_halo, Wan cases, 2, 3 and 4 ranks

@@ -2,6 +2,11 @@
  *   pingpong   rank 0 sends n bytes, rank 1 sends them back; one-way time = round trip / 2
  *   exchange   both ranks MPI_Irecv + MPI_Isend n bytes to each other at once, then
  *              MPI_Waitall (what one side of a halo exchange does); time = slowest rank
+ *   exchange_cold  the same, each repetition from and into the next n bytes of two pools of
+ *              256 MiB, so that the bytes come from memory, not from a cache (a halo's face is
+ *              written by one layer and sent before the next reads it: on a core whose cache is
+ *              smaller than the layer's activations it comes from memory). The other two modes
+ *              send one buffer again and again: from 512 KiB up, as a cache makes them.
  * Sizes 8 B .. 64 MiB (powers of 2); per size, repetitions for about budget_s seconds
  * (at least 31, at most 2000) after 3 warm-ups; prints JSON lines: mode, bytes, median,
  * 10th percentile and min seconds, repetitions. The machine is shared: a rank that loses
@@ -27,18 +32,24 @@ int main(int argc, char** argv) {
   }
   const double budget = argc > 1 ? atof(argv[1]) : 0.3;
   const size_t max_bytes = (size_t)64 << 20;
-  char* sbuf = malloc(max_bytes);
-  char* rbuf = malloc(max_bytes);
-  memset(sbuf, rank + 1, max_bytes);
-  memset(rbuf, 0, max_bytes);
+  const size_t pool_bytes = (size_t)256 << 20; /* over any last-level cache of these guests */
+  char* spool = malloc(pool_bytes);
+  char* rpool = malloc(pool_bytes);
+  memset(spool, rank + 1, pool_bytes); /* touched: no page faults while timed */
+  memset(rpool, 0, pool_bytes);
   const int max_reps = 2000;
   double* t = malloc(sizeof(double) * max_reps);
   const int peer = 1 - rank;
-  for (int mode = 0; mode < 2; ++mode) {
+  static const char* const names[] = {"pingpong", "exchange", "exchange_cold"};
+  for (int mode = 0; mode < 3; ++mode) {
     for (size_t n = 8; n <= max_bytes; n *= 2) {
       int reps = 0;
       double start = MPI_Wtime();
+      const size_t slots = pool_bytes / (n < 64 ? 64 : n); /* one cache line at least apart */
       for (int it = -3; it < max_reps; ++it) {
+        const size_t at = mode == 2 ? (size_t)(it + 3) % slots * (pool_bytes / slots) : 0;
+        char* sbuf = spool + at;
+        char* rbuf = rpool + at;
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime(), dt;
         if (mode == 0) {
@@ -64,14 +75,14 @@ int main(int argc, char** argv) {
         printf(
             "{\"mode\": \"%s\", \"bytes\": %zu, \"median_s\": %.9g, \"p10_s\": %.9g, \"min_s\": %.9g, "
             "\"reps\": %d}\n",
-            mode == 0 ? "pingpong" : "exchange", n, t[reps / 2], t[reps / 10], t[0], reps);
+            names[mode], n, t[reps / 2], t[reps / 10], t[0], reps);
         fflush(stdout);
       }
     }
   }
   free(t);
-  free(sbuf);
-  free(rbuf);
+  free(spool);
+  free(rpool);
   MPI_Finalize();
   return 0;
 }

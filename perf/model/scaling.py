@@ -83,11 +83,15 @@ def phase_time(m, layout, C, D, rows, cols, along, P_along, block_along, launch)
 
 
 def allgather_time(m, P, total_bytes, per_node):
+    """A ring: P - 1 steps, each rank moving 1 / P of the bytes a step, at the slower of the
+    node's link and (past one node) the fabric."""
     if P == 1:
         return 0.0
-    link = m["inter"] if P > per_node else m["intra"]
-    beta = min(m["inter"].beta, m["intra"].beta) if P > per_node else m["intra"].beta
-    return (P - 1) * link.alpha + (P - 1) / P * total_bytes / beta  # ring
+    moved = (P - 1) / P * total_bytes
+    t = m["intra"].bytes_time(moved, P - 1)
+    if P > per_node:
+        return (P - 1) * m["inter"].alpha + max(moved / m["inter"].beta, t)
+    return (P - 1) * m["intra"].alpha + t
 
 
 def decoder_costs(m, P, pr, pc, H, W, layout, layers, first):
