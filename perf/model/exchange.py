@@ -213,10 +213,11 @@ def rank_time(work, link, copy, datatype=None, local=None):
     """A rank's time in one phase. A datatype message costs the link's latency plus `datatype`
     (Copy) for its runs and bytes, in place of the link's single copy; khalo adds its fixed
     overhead (copy.overhead), raw MPI does not. A direct read copies at the link's single-copy
-    bandwidth (the same system call as Open MPI's CMA), and each signal wait costs one empty
-    message. `local` (a dict) gives the copy cost (Copy) of the node-local faces by transport where
-    fitted: 'shared' (fit-node; its packs stream into memory the peer reads next, unlike a pack
-    toward MPI) and 'mapped' (fit-mapped); others copy at `copy`'s cost."""
+    bandwidth, its knee included, one read per face (the same system call as Open MPI's CMA),
+    and each signal wait costs one empty message. `local` (a dict) gives the copy cost (Copy) of
+    the node-local faces by transport where fitted: 'shared' (fit-node; its packs stream into
+    memory the peer reads next, unlike a pack toward MPI) and 'mapped' (fit-mapped); others copy
+    at `copy`'s cost."""
     c = (local or {}).get(work["transport"]) or copy
     t = c.time(work["copy_runs"], work["copy_bytes"]) + (copy.overhead if work["transport"] != "raw" else 0.0)
     t += work.get("signal_waits", 0) * link.time(1, 0)

@@ -6,7 +6,7 @@
  *              256 MiB, so that the bytes come from memory, not from a cache (a halo's face is
  *              written by one layer and sent before the next reads it: on a core whose cache is
  *              smaller than the layer's activations it comes from memory). The other two modes
- *              send one buffer again and again: from 512 KiB up, as a cache makes them.
+ *              send one buffer again and again, which a core's cache keeps up to about its size.
  * Sizes 8 B .. 64 MiB (powers of 2); per size, repetitions for about budget_s seconds
  * (at least 31, at most 2000) after 3 warm-ups; prints JSON lines: mode, bytes, median,
  * 10th percentile and min seconds, repetitions. The machine is shared: a rank that loses
