@@ -126,9 +126,10 @@ class Link:
     """One kind of link: alpha (s per message), beta (bytes/s, one direction); optionally a
     second pair (alpha_small, beta_small) for messages under `eager` bytes (Open MPI's shared
     memory eager protocol copies small messages twice through a buffer, larger ones once
-    with CMA: two regimes, each alpha-beta); and optionally a knee: the bytes of a message past
-    `knee` move at `beta_beyond` (on one node the single copy leaves the cores' caches: from
-    512 KiB on, on the Ice Lake guest, a message's send and receive buffers outgrow its L2)."""
+    with CMA: two regimes, each alpha-beta); and optionally a knee: of the bytes a rank moves in
+    one phase, all its messages together, those past `knee` move at `beta_beyond` (on one node the
+    single copy leaves the cores' caches: on the Ice Lake guest, from 512 KiB a rank's send and
+    receive buffers outgrow its L2; the ping-pong's n bytes each way are such a rank's bytes)."""
 
     def __init__(self, name, alpha, beta, eager=0, alpha_small=None, beta_small=None, knee=None, beta_beyond=None):
         self.name, self.alpha, self.beta = name, alpha, beta
@@ -136,15 +137,16 @@ class Link:
         self.knee, self.beta_beyond = knee, beta_beyond
 
     def time(self, messages, nbytes):
+        """`messages` messages of `nbytes` in all, the bytes one rank sends in one phase."""
         if messages and self.eager and nbytes / messages < self.eager:
             return messages * self.alpha_small + nbytes / self.beta_small
-        return messages * self.alpha + self.bytes_time(nbytes, messages)
+        return messages * self.alpha + self.bytes_time(nbytes)
 
-    def bytes_time(self, nbytes, messages=1):
-        """The transfer of nbytes in `messages` messages of equal size, latency aside."""
-        if not self.knee or not messages:
+    def bytes_time(self, nbytes):
+        """The transfer of the nbytes one rank moves in one phase, latency aside."""
+        if not self.knee:
             return nbytes / self.beta
-        beyond = max(0.0, nbytes / messages - self.knee) * messages
+        beyond = max(0.0, nbytes - self.knee)
         return (nbytes - beyond) / self.beta + beyond / self.beta_beyond
 
 
@@ -192,7 +194,7 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     k = sides_with_neighbour
     if scheme == "raw":  # pre-packed buffers, one message per neighbour, no fill
         return dict(messages=k, bytes=k * b, copy_runs=0, copy_bytes=0, datatype_runs=0, datatype_bytes=0,
-                    read_bytes=0, reads=0, signal_waits=0, transport="raw")
+                    read_bytes=0, signal_waits=0, transport="raw")
     how = "datatype" if scheme == "datatype" else transport(runs, run_bytes, b, datatypes, on_node, mapped)
     local = how in ("direct", "shared", "mapped")
     msgs = 0 if local else k * (runs if how == "in_place" else 1)
@@ -205,15 +207,14 @@ def phase_work(layout, C, D, rows, cols, along, sides_with_neighbour, scheme="kh
     dt = how == "datatype"
     return dict(messages=msgs, bytes=0 if local else k * b, copy_runs=copy_runs, copy_bytes=copy_bytes,
                 datatype_runs=k * runs if dt else 0, datatype_bytes=k * b if dt else 0,
-                read_bytes=k * b if how == "direct" else 0, reads=k if how == "direct" else 0,
-                signal_waits=2 if local and k else 0, transport=how)
+                read_bytes=k * b if how == "direct" else 0, signal_waits=2 if local and k else 0, transport=how)
 
 
 def rank_time(work, link, copy, datatype=None, local=None):
     """A rank's time in one phase. A datatype message costs the link's latency plus `datatype`
     (Copy) for its runs and bytes, in place of the link's single copy; khalo adds its fixed
     overhead (copy.overhead), raw MPI does not. A direct read copies at the link's single-copy
-    bandwidth, its knee included, one read per face (the same system call as Open MPI's CMA),
+    bandwidth, its knee included (the same system call as Open MPI's CMA),
     and each signal wait costs one empty message. `local` (a dict) gives the copy cost (Copy) of
     the node-local faces by transport where fitted: 'shared' (fit-node; its packs stream into
     memory the peer reads next, unlike a pack toward MPI) and 'mapped' (fit-mapped); others copy
@@ -221,7 +222,7 @@ def rank_time(work, link, copy, datatype=None, local=None):
     c = (local or {}).get(work["transport"]) or copy
     t = c.time(work["copy_runs"], work["copy_bytes"]) + (copy.overhead if work["transport"] != "raw" else 0.0)
     t += work.get("signal_waits", 0) * link.time(1, 0)
-    t += link.bytes_time(work.get("read_bytes", 0), work.get("reads", 1))  # direct reads, one per face
+    t += link.bytes_time(work.get("read_bytes", 0))  # direct reads
     if work["datatype_bytes"]:
         return t + work["messages"] * link.alpha + datatype.time(work["datatype_runs"], work["datatype_bytes"])
     return t + link.time(work["messages"], work["bytes"])

@@ -88,7 +88,7 @@ def allgather_time(m, P, total_bytes, per_node):
     if P == 1:
         return 0.0
     moved = (P - 1) / P * total_bytes
-    t = m["intra"].bytes_time(moved, P - 1)
+    t = m["intra"].bytes_time(moved)
     if P > per_node:
         return (P - 1) * m["inter"].alpha + max(moved / m["inter"].beta, t)
     return (P - 1) * m["intra"].alpha + t

@@ -1,6 +1,7 @@
-"""perf/model's link on one node: a single copy whose bytes past a knee move slower (they leave
-the cores' caches). These check the knee's fit and its price on made-up measurements, so that a
-change to either cannot go unnoticed; the fits to the machines are in perf/model/README.md."""
+"""perf/model's link on one node: a single copy whose bytes past a knee, counted over all of a
+rank's messages in a phase, move slower (they leave the cores' caches). These check the knee's
+fit and its price on made-up measurements, so that a change to either cannot go unnoticed; the
+fits to the machines are in perf/model/README.md."""
 
 import os
 import sys
@@ -23,11 +24,12 @@ def test_the_knee_fit_finds_the_knee_and_both_bandwidths():
         assert got[k] == pytest.approx(KNEE[k], rel=1e-6), k
 
 
-def test_a_link_charges_each_message_its_bytes_past_the_knee():
+def test_a_link_charges_a_ranks_bytes_past_the_knee_all_messages_together():
     link = fitting.link_of("smp", KNEE, exchange.EAGER, dict(alpha_s=0.5e-6, beta_Bps=2e9))
     mib = 1 << 20
-    # Two messages of 1 MiB: half of each past the knee.
-    want = 2 * KNEE["alpha_s"] + 2 * (mib / 2 / KNEE["beta_Bps"] + mib / 2 / KNEE["beta_beyond_Bps"])
+    # Two messages of 1 MiB, one rank's phase: 512 KiB at beta, the 1.5 MiB past the knee slower.
+    want = 2 * KNEE["alpha_s"] + KNEE["knee_bytes"] / KNEE["beta_Bps"] + (2 * mib - KNEE["knee_bytes"]) / KNEE[
+        "beta_beyond_Bps"]
     assert link.time(2, 2 * mib) == pytest.approx(want)
     # Under the knee the line alone; under the eager limit the eager pair alone.
     assert link.time(4, 4 * 65536) == pytest.approx(4 * KNEE["alpha_s"] + 4 * 65536 / KNEE["beta_Bps"])
