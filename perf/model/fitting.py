@@ -47,14 +47,15 @@ def fit_knee(points, lo):
         if x <= 0:
             continue
         k = dict(alpha_s=a, beta_Bps=b, knee_bytes=K, beta_beyond_Bps=1.0 / x)
-        err = sum((knee_time(k, m) / tm - 1) ** 2 for m, tm in pts)
+        err = sum((entry_time(k, m) / tm - 1) ** 2 for m, tm in pts)
         if best is None or err < best[0]:
             best = (err, k)
     return best[1] if best else None
 
 
-def knee_time(k, n):
-    return k["alpha_s"] + min(n, k["knee_bytes"]) / k["beta_Bps"] + max(0, n - k["knee_bytes"]) / k["beta_beyond_Bps"]
+def entry_time(e, n):
+    """One message of n bytes by a fit entry (a line, or a line with a knee)."""
+    return Link("", e["alpha_s"], e["beta_Bps"], knee=e.get("knee_bytes"), beta_beyond=e.get("beta_beyond_Bps")).time(1, n)
 
 
 def link_of(name, e, eager, sm):
@@ -127,10 +128,8 @@ def fit(args):
                 lo, hi = ranges["cma" if rname == "knee" else rname]
                 pts = [x for x in allpts if lo <= x[0] <= hi]
                 e["range_bytes"] = [min(x[0] for x in pts), max(x[0] for x in pts)]
-                e["residuals"] = [{"bytes": n, "measured_s": t, "model_s": knee_time(e, n) if "knee_bytes" in e else
-                                   e["alpha_s"] + n / e["beta_Bps"]} for n, t in allpts]
-                for r in e["residuals"]:
-                    r["error"] = r["model_s"] / r["measured_s"] - 1
+                e["residuals"] = [{"bytes": n, "measured_s": t, "model_s": entry_time(e, n),
+                                   "error": entry_time(e, n) / t - 1} for n, t in allpts]
     pst = "p10" if args.stat != "median_s" else "median"
     res["model_link"] = {"large": f"exchange_{pst}_{args.link}", "small": f"exchange_{pst}_eager", "eager_bytes": EAGER}
     link = model_link_of(res, "smp")

@@ -67,6 +67,8 @@ def phase_time(m, layout, C, D, rows, cols, along, P_along, block_along, launch)
     msgs, b = w["messages"] / k, w["bytes"] / k  # per neighbour
     t_dt = m["datatype"].time(w["datatype_runs"] / k, b) if w["transport"] == "datatype" else 0.0
     t_intra = msgs * m["intra"].alpha + t_dt if t_dt else m["intra"].time(msgs, b)
+    # Every neighbour on the node: the rank's whole phase (a knee counts all its bytes).
+    t_all = k * t_intra if t_dt else m["intra"].time(k * msgs, k * b)
     if block_along < P_along:
         beta = m["inter"].beta
         if m["nic_shared"]:  # the ranks on both edges of the node's block share its port
@@ -77,7 +79,7 @@ def phase_time(m, layout, C, D, rows, cols, along, P_along, block_along, launch)
         else:
             t_net = max(t_inter, t_intra)
     else:
-        t_net = k * t_intra if m["intra"].name.startswith("smp") else t_intra
+        t_net = t_all if m["intra"].name.startswith("smp") else t_intra
     t = t_net + m["copy"].time(w["copy_runs"], w["copy_bytes"]) + (launch * 2 * k if w["copy_bytes"] else 0)
     return t
 

@@ -17,7 +17,7 @@ SIZES = [4096 << k for k in range(12)]  # 4 KiB .. 8 MiB, in powers of 2 as ping
 
 
 def test_the_knee_fit_finds_the_knee_and_both_bandwidths():
-    pts = [(n, fitting.knee_time(KNEE, n)) for n in SIZES]
+    pts = [(n, fitting.entry_time(KNEE, n)) for n in SIZES]
     got = fitting.fit_knee(pts, exchange.EAGER)
     assert got["knee_bytes"] == KNEE["knee_bytes"]
     for k in ("alpha_s", "beta_Bps", "beta_beyond_Bps"):
