@@ -99,7 +99,10 @@ struct TransportOptions {
   bool host_memory = true;  ///< ... and it is host memory, where derived datatypes are cheap
   TransportChoice choice;
   /// Per rank: whether a packed face goes to or comes from it through a node-shared buffer
-  /// (node_shared.hpp), two copies with no MPI copy, which no datatype beats. Empty: none.
+  /// (node_shared.hpp), two copies with no MPI copy. A datatype makes two copies too: where the
+  /// ranks share a cache the two tie, where they do not the buffer won by 2.3-3.7x, and a
+  /// per-phase choice between them gained nothing (perf/RESULTS.md, "A shared face by its
+  /// datatype"), so such a face is always packed. Empty: none.
   std::vector<bool> shares;
 };
 
