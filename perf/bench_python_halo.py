@@ -2,10 +2,13 @@
 """The Python module's exchange time against the same exchange timed in C++ (perf/RESULTS.md, "Python").
 
     mpirun -np 2 python3 perf/bench_python_halo.py [--shape 1,96,4,60,104] [--rounds 20] [--reps 50]
-                                                  [--quick] [--json FILE]
+                                                  [--memory-format channels_last_3d|contiguous]
+                                                  [--arena] [--quick] [--json FILE]
 
-One plan, one array: the decoder's activation (N, C, T, H, W) channels_last_3d float32, rows split
-over the ranks, one ghost row per side, zero boundary. Three ways to call the same blocking
+One plan, one array: the decoder's activation (N, C, T, H, W) channels_last_3d float32 (or
+PyTorch's default, contiguous), rows split over the ranks, one ghost row per side, zero boundary;
+with --arena the tensor lies in a khalo.NodeSharedArena, whose faces a neighbour on the node
+copies straight out of it (docs/halo.md §7). Three ways to call the same blocking
 exchange, each rep timed the same way (barrier; MPI.Wtime around one exchange; the slowest rank's
 time):
   cxx    - Halo._time_exchanges: the loop runs in C++ (khalo::Halo::exchange, as a C++ caller does);
@@ -35,6 +38,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=20, help="rounds of the three schemes")
     parser.add_argument("--reps", type=int, default=50, help="timed exchanges per scheme and round")
     parser.add_argument("--warmup", type=int, default=20, help="untimed exchanges per scheme first")
+    parser.add_argument("--memory-format", default="channels_last_3d", choices=["channels_last_3d", "contiguous"])
+    parser.add_argument("--arena", action="store_true", help="the tensor from a khalo.NodeSharedArena")
     parser.add_argument("--quick", action="store_true", help="a tiny shape, few repetitions (a smoke test)")
     parser.add_argument("--json", help="write the results here (rank 0)")
     args = parser.parse_args()
@@ -49,7 +54,13 @@ def main():
     n, c, t, h, w = shape
     dec = khalo.row_decomposition(comm, shape)
     begin, end = dec.owned(3)
-    tensor = torch.zeros((n, c, t, end - begin + 2, w)).to(memory_format=torch.channels_last_3d)
+    local = (n, c, t, end - begin + 2, w)
+    if args.arena:
+        arena = khalo.NodeSharedArena(4 * int(np.prod(local)) + 64)
+        tensor = arena.zeros(local, torch.float32, args.memory_format)
+    else:
+        fmt = torch.channels_last_3d if args.memory_format == "channels_last_3d" else torch.contiguous_format
+        tensor = torch.zeros(local).to(memory_format=fmt)
     values = torch.arange(begin * w, end * w, dtype=torch.float32).reshape(1, 1, 1, end - begin, w)
     tensor[:, :, :, 1:-1, :] = values  # row r of the global array holds r * W ... r * W + W - 1
     array = tensor.numpy()  # the same memory
@@ -74,14 +85,19 @@ def main():
     }
     for run in schemes.values():
         run(args.warmup)
+    before = halo.stats
     samples = {name: [] for name in schemes}
     for _ in range(args.rounds):
         for name, run in schemes.items():
             samples[name].append(run(args.reps))
 
+    after = halo.stats
+    timed = {k: after[k] - before[k] for k in ("faces_packed", "shared_sends", "mapped_sends", "direct_sends")}
     result = {
         "shape": list(shape),
-        "memory_format": "channels_last_3d",
+        "memory_format": args.memory_format,
+        "arena": args.arena,
+        "sends_while_timed": timed,  # this rank's (rank 0's in the file)
         "dtype": "float32",
         "ranks": comm.size,
         "exchanges_per_scheme": args.rounds * args.reps,
@@ -102,8 +118,10 @@ def main():
     for name in ("numpy", "torch"):
         result["schemes"][name]["ratio_to_cxx"] = result["schemes"][name]["median_ms"] / cxx
     if comm.rank == 0:
-        print(f"bench_python_halo: {comm.size} ranks, {shape} channels_last_3d float32, "
+        where = ", in a NodeSharedArena" if args.arena else ""
+        print(f"bench_python_halo: {comm.size} ranks, {shape} {args.memory_format} float32{where}, "
               f"{result['exchanges_per_scheme']} exchanges per scheme; {result['cpu']}")
+        print(f"  rank 0 while timed: {timed}")
         print(f"  {result['build']}; torch {result['torch']}")
         for name, r in result["schemes"].items():
             ratio = f"  {r['ratio_to_cxx']:.3f}x cxx" if "ratio_to_cxx" in r else ""

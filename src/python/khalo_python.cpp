@@ -1,10 +1,12 @@
 // The Python module `khalo` (docs/python.md): halo exchange of NumPy arrays and PyTorch CPU tensors in
 // place, in their own memory format, over mpi4py communicators; khalo::io::compare_files; the
 // whole decoder. This file binds; arrays.hpp wraps arrays, halo_objects.hpp holds the Halo and
-// Exchange objects, lifetime.* Kokkos's lifetime, decode.* the decoder.
+// Exchange objects, arena.hpp hands out arrays in node-shared memory, lifetime.* Kokkos's lifetime,
+// decode.* the decoder.
 //
 // mpi4py's C API lives in this one translation unit: import_mpi4py() fills per-unit tables.
 
+#include "arena.hpp"
 #include "decode.hpp"
 #include "halo_objects.hpp"
 #include "lifetime.hpp"
@@ -191,6 +193,21 @@ PYBIND11_MODULE(khalo, m) {
       .def("_time_exchanges", &PyHalo::time_exchanges, py::arg("array"), py::arg("reps"),
            "Benchmark helper (perf/bench_python_halo.py): reps exchanges timed in C++, each the slowest rank's "
            "seconds. Collective.");
+
+  py::class_<khalo::NodeSharedArena>(
+      m, "NodeSharedArena",
+      "Node-shared host memory (Linux memfd) for arrays whose faces a neighbour on this node copies straight out "
+      "of them: one copy per face instead of a pack and an unpack (docs/halo.md §7, 'Node-shared fields').")
+      .def(py::init<std::size_t>(), py::arg("nbytes"),
+           "Reserves nbytes now; RuntimeError where the node cannot give them.")
+      .def("zeros", &arena_zeros, py::arg("shape"), py::arg("dtype") = py::dtype::of<float>(),
+           py::arg("memory_format") = "contiguous",
+           "A zeroed array of shape in memory_format ('contiguous', 'channels_last', 'channels_last_3d' or "
+           "'column_major') from the arena: a numpy.ndarray for a NumPy dtype, a torch tensor for torch.float32, "
+           "float64, int32 or int64. It keeps the arena alive; memory is never reused. ValueError when no room "
+           "is left.")
+      .def_property_readonly("capacity", &khalo::NodeSharedArena::capacity, "Bytes the arena holds in all.")
+      .def_property_readonly("used", &khalo::NodeSharedArena::used, "Bytes handed out so far, alignment included.");
 
   py::class_<khalo::io::DatasetComparison>(m, "DatasetComparison")
       .def_readonly("name", &khalo::io::DatasetComparison::name)
