@@ -52,11 +52,16 @@ inline py::object arena_zeros(const py::object& self, const std::vector<std::int
   const int rank = static_cast<int>(shape.size());
   const StrideOrder order = format_order(memory_format_from_string(memory_format), rank);
   const Kokkos::LayoutStride layout = dense_layout(shape, order);
-  std::size_t count = 1;
-  for (auto e : shape) count *= static_cast<std::size_t>(e);
-  const auto item = static_cast<std::size_t>(dt.itemsize());
+  // Bytes, counted without wrapping: a shape too large for any memory must not become a small request.
+  std::int64_t nbytes = dt.itemsize();
+  for (auto e : shape) {
+    if (__builtin_mul_overflow(nbytes, e, &nbytes)) {
+      throw std::length_error("khalo.NodeSharedArena.zeros: the array is larger than any arena");
+    }
+  }
   // The arena's own 64-byte-aligned, zeroed memory, taken as bytes.
-  auto bytes = arena.view<unsigned char*>({static_cast<std::int64_t>(count * item)}, StrideOrder{0});
+  auto bytes = arena.view<unsigned char*>({nbytes}, StrideOrder{0});
+  const auto item = static_cast<std::size_t>(dt.itemsize());
   std::vector<py::ssize_t> extents, strides;
   for (int d = 0; d < rank; ++d) {
     extents.push_back(static_cast<py::ssize_t>(shape[static_cast<std::size_t>(d)]));

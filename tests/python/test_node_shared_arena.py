@@ -60,6 +60,8 @@ def test_bad_requests_raise_value_error():
         arena.zeros((2, 3), np.float32, "rows")
     with pytest.raises(ValueError, match="negative"):
         arena.zeros((2, -3), np.float32)
+    with pytest.raises(ValueError, match="larger than any arena"):
+        arena.zeros((1 << 40, 1 << 40), np.float32)  # 2^82 bytes: no wrap to a small request
     assert arena.used == 0  # nothing handed out by a refused request
 
 
