@@ -65,16 +65,7 @@ class NodeSharedArena {
                                   " extents for a rank-" + std::to_string(static_cast<int>(V::rank)) + " View");
     }
     const Kokkos::LayoutStride layout = dense_layout(extents, order);
-    std::size_t count = 1;
-    for (auto e : extents) count *= static_cast<std::size_t>(e);
-    const std::size_t at = (used_ + 63) / 64 * 64;
-    if (at > capacity() || count * sizeof(T) > capacity() - at) {
-      throw std::length_error("khalo::NodeSharedArena::view: " + std::to_string(count * sizeof(T)) + " B asked, " +
-                              std::to_string(at > capacity() ? 0 : capacity() - at) + " B left of " +
-                              std::to_string(capacity()));
-    }
-    used_ = at + count * sizeof(T);
-    return V(reinterpret_cast<T*>(segment_->data() + at), layout);
+    return V(reinterpret_cast<T*>(allocate(dense_bytes(extents, sizeof(T)))), layout);
   }
 
   /// The same in a named rank-4 or rank-5 memory format.
@@ -82,6 +73,35 @@ class NodeSharedArena {
   Kokkos::View<DataType, Kokkos::LayoutStride, Kokkos::HostSpace> view(const std::vector<std::int64_t>& extents,
                                                                        MemoryFormat format) {
     return view<DataType>(extents, format_order(format, static_cast<int>(extents.size())));
+  }
+
+  /// \p bytes of the arena's memory, zeroed and on a 64-byte boundary, for callers that lay out
+  /// their own arrays over it (the Python module); throws std::length_error when no room is left.
+  unsigned char* allocate(std::size_t bytes) {
+    const std::size_t at = (used_ + 63) / 64 * 64;
+    if (at > capacity() || bytes > capacity() - at) {
+      throw std::length_error("khalo::NodeSharedArena: " + std::to_string(bytes) + " B asked, " +
+                              std::to_string(at > capacity() ? 0 : capacity() - at) + " B left of " +
+                              std::to_string(capacity()));
+    }
+    used_ = at + bytes;
+    return segment_->data() + at;
+  }
+
+  /// Bytes of a dense array of \p extents with elements of \p item bytes; std::length_error where
+  /// that count does not fit in std::size_t (it would wrap to a small request), and
+  /// std::invalid_argument for a negative extent.
+  static std::size_t dense_bytes(const std::vector<std::int64_t>& extents, std::size_t item) {
+    std::size_t bytes = item;
+    for (std::size_t d = 0; d < extents.size(); ++d) {
+      if (extents[d] < 0) {
+        throw std::invalid_argument("khalo::NodeSharedArena: negative extent in dimension " + std::to_string(d));
+      }
+      if (__builtin_mul_overflow(bytes, static_cast<std::size_t>(extents[d]), &bytes)) {
+        throw std::length_error("khalo::NodeSharedArena: the array is larger than any arena");
+      }
+    }
+    return bytes;
   }
 
   /// Bytes the arena can hand out in all.

@@ -14,7 +14,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,11 +25,14 @@ namespace py = pybind11;
 // (also where the caller has not imported torch).
 inline py::object numpy_dtype_of_torch(const py::handle& dtype) {
   const TorchApi* t = torch_api();
-  if (t == nullptr) return py::none();
-  if (dtype.is(t->float32)) return py::dtype::of<float>();
-  if (dtype.is(t->float64)) return py::dtype::of<double>();
-  if (dtype.is(t->int32)) return py::dtype::of<std::int32_t>();
-  if (dtype.is(t->int64)) return py::dtype::of<std::int64_t>();
+  Elem e = Elem::float32;
+  if (t == nullptr || !torch_elem(*t, dtype, e)) return py::none();
+  switch (e) {
+    case Elem::float32: return py::dtype::of<float>();
+    case Elem::float64: return py::dtype::of<double>();
+    case Elem::int32: return py::dtype::of<std::int32_t>();
+    case Elem::int64: return py::dtype::of<std::int64_t>();
+  }
   return py::none();
 }
 
@@ -46,28 +48,16 @@ inline py::object arena_zeros(const py::object& self, const std::vector<std::int
   auto& arena = self.cast<khalo::NodeSharedArena&>();
   const py::object torch_dtype = numpy_dtype_of_torch(dtype);
   const py::dtype dt = torch_dtype.is_none() ? py::dtype::from_args(dtype) : py::dtype(torch_dtype);
-  for (auto e : shape) {
-    if (e < 0) throw std::invalid_argument("khalo.NodeSharedArena.zeros: negative extent " + std::to_string(e));
-  }
-  const int rank = static_cast<int>(shape.size());
-  const StrideOrder order = format_order(memory_format_from_string(memory_format), rank);
+  const StrideOrder order = format_order(memory_format_from_string(memory_format), static_cast<int>(shape.size()));
   const Kokkos::LayoutStride layout = dense_layout(shape, order);
-  // Bytes, counted without wrapping: a shape too large for any memory must not become a small request.
-  std::int64_t nbytes = dt.itemsize();
-  for (auto e : shape) {
-    if (__builtin_mul_overflow(nbytes, e, &nbytes)) {
-      throw std::length_error("khalo.NodeSharedArena.zeros: the array is larger than any arena");
-    }
-  }
-  // The arena's own 64-byte-aligned, zeroed memory, taken as bytes.
-  auto bytes = arena.view<unsigned char*>({nbytes}, StrideOrder{0});
   const auto item = static_cast<std::size_t>(dt.itemsize());
+  unsigned char* memory = arena.allocate(khalo::NodeSharedArena::dense_bytes(shape, item));
   std::vector<py::ssize_t> extents, strides;
-  for (int d = 0; d < rank; ++d) {
-    extents.push_back(static_cast<py::ssize_t>(shape[static_cast<std::size_t>(d)]));
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    extents.push_back(static_cast<py::ssize_t>(shape[d]));
     strides.push_back(static_cast<py::ssize_t>(layout.stride[d] * item));
   }
-  py::array array(dt, extents, strides, bytes.data(), self);  // base: the arena, alive while the array is
+  py::array array(dt, extents, strides, memory, self);  // base: the arena, alive while the array is
   if (torch_dtype.is_none()) return std::move(array);
   return py::module_::import("torch").attr("from_numpy")(array);
 }

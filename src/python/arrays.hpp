@@ -60,6 +60,22 @@ const TorchApi* torch_api() {
   return api;
 }
 
+// The element type of a torch dtype khalo takes; false for any other dtype.
+inline bool torch_elem(const TorchApi& api, const py::handle& dtype, Elem& out) {
+  if (dtype.is(api.float32)) {
+    out = Elem::float32;
+  } else if (dtype.is(api.float64)) {
+    out = Elem::float64;
+  } else if (dtype.is(api.int32)) {
+    out = Elem::int32;
+  } else if (dtype.is(api.int64)) {
+    out = Elem::int64;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 std::string type_name(const py::handle& obj) { return py::str(py::type::of(obj).attr("__name__")); }
 
 // Fills \p out's extents and strides (in elements) from bytes or elements; an error for strides khalo
@@ -101,15 +117,7 @@ std::string take_tensor(const TorchApi& api, const py::handle& obj, ArrayRef& ou
   if (obj.attr("is_neg")().cast<bool>())
     return "the tensor is a lazy negation view (torch._neg_view); resolve it first";
   const py::object dtype = obj.attr("dtype");
-  if (dtype.is(api.float32)) {
-    out.elem = Elem::float32;
-  } else if (dtype.is(api.float64)) {
-    out.elem = Elem::float64;
-  } else if (dtype.is(api.int32)) {
-    out.elem = Elem::int32;
-  } else if (dtype.is(api.int64)) {
-    out.elem = Elem::int64;
-  } else {
+  if (!torch_elem(api, dtype, out.elem)) {
     return "unsupported dtype " + std::string(py::str(dtype)) + " (float32, float64, int32 or int64)";
   }
   const auto shape = py::reinterpret_borrow<py::tuple>(obj.attr("shape"));

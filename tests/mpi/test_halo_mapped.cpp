@@ -222,6 +222,10 @@ TEST(NodeSharedArena, HandsOutViewsAndKnowsThem) {
     EXPECT_EQ(a(1, 2, 4), 0.0F);
     EXPECT_EQ(arena.used(), 128 + 7 * sizeof(double));  // 120 B of floats, then the next 64-byte boundary
     EXPECT_THROW(arena.view<double*>({200}, khalo::StrideOrder{0}), std::length_error);
+    // 2^40 x 2^40 doubles: a byte count that wraps to 0 in 64 bits must not become a small request.
+    EXPECT_THROW(arena.view<double**>({std::int64_t{1} << 40, std::int64_t{1} << 40}, khalo::StrideOrder{0, 1}),
+                 std::length_error);
+    EXPECT_EQ(arena.used(), 128 + 7 * sizeof(double));  // nothing handed out by a refused request
     EXPECT_THROW(arena.view<double**>({2}, khalo::StrideOrder{0}), std::invalid_argument);
     const auto place = khalo::detail::SharedFieldRegistry::instance().find(a.data() + 29);
     ASSERT_TRUE(place.has_value());
