@@ -174,7 +174,9 @@ MemoryFormat memory_format(const View& v) {
   return MemoryFormat::permuted;
 }
 
-/// The LayoutStride of a dense array with \p extents stored in \p order (slowest first).
+/// The LayoutStride of a dense array with \p extents stored in \p order (slowest first); throws
+/// std::invalid_argument for an order that is not a permutation or a negative extent, and
+/// std::length_error for extents whose element count does not fit in 64 bits.
 inline Kokkos::LayoutStride dense_layout(const std::vector<std::int64_t>& extents, const StrideOrder& order) {
   const int rank = static_cast<int>(extents.size());
   std::vector<int> seen(extents.size(), 0);

@@ -64,8 +64,9 @@ class NodeSharedArena {
       throw std::invalid_argument("khalo::NodeSharedArena::view: " + std::to_string(extents.size()) +
                                   " extents for a rank-" + std::to_string(static_cast<int>(V::rank)) + " View");
     }
+    const std::size_t bytes = dense_bytes(extents, sizeof(T));  // refuses a count that wraps, first
     const Kokkos::LayoutStride layout = dense_layout(extents, order);
-    return V(reinterpret_cast<T*>(allocate(dense_bytes(extents, sizeof(T)))), layout);
+    return V(reinterpret_cast<T*>(allocate(bytes)), layout);
   }
 
   /// The same in a named rank-4 or rank-5 memory format.

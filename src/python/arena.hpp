@@ -49,9 +49,10 @@ inline py::object arena_zeros(const py::object& self, const std::vector<std::int
   const py::object torch_dtype = numpy_dtype_of_torch(dtype);
   const py::dtype dt = torch_dtype.is_none() ? py::dtype::from_args(dtype) : py::dtype(torch_dtype);
   const StrideOrder order = format_order(memory_format_from_string(memory_format), static_cast<int>(shape.size()));
-  const Kokkos::LayoutStride layout = dense_layout(shape, order);
   const auto item = static_cast<std::size_t>(dt.itemsize());
-  unsigned char* memory = arena.allocate(khalo::NodeSharedArena::dense_bytes(shape, item));
+  const std::size_t bytes = khalo::NodeSharedArena::dense_bytes(shape, item);  // refuses a count that wraps, first
+  const Kokkos::LayoutStride layout = dense_layout(shape, order);
+  unsigned char* memory = arena.allocate(bytes);
   std::vector<py::ssize_t> extents, strides;
   for (std::size_t d = 0; d < shape.size(); ++d) {
     extents.push_back(static_cast<py::ssize_t>(shape[d]));

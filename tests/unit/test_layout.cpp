@@ -70,6 +70,11 @@ TEST(Layout, AllocationInAnOrderReproducesStrides) {
   }
   EXPECT_THROW(khalo::allocate<float***>("bad", {2, 3}, StrideOrder{0, 1}), std::invalid_argument);
   EXPECT_THROW(khalo::allocate<float**>("bad", {2, 3}, StrideOrder{0, 0}), std::invalid_argument);
+  // 2^120 elements: the slowest stride (2^80) wraps in 64 bits; it must be refused, not handed
+  // to Kokkos as a small (or zero-stride) array.
+  const std::int64_t big = std::int64_t{1} << 40;
+  EXPECT_THROW(khalo::allocate<float***>("huge", {big, big, big}, StrideOrder{0, 1, 2}), std::length_error);
+  EXPECT_THROW(khalo::dense_layout({big, big}, StrideOrder{1, 0}), std::length_error);  // 2^80 elements
 }
 
 // Large host Views are allocated uninitialized (to advise huge pages before the first touch)

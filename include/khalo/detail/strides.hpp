@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,13 +14,17 @@ namespace khalo::detail {
 
 using Extents = std::vector<std::int64_t>;
 
-/// Strides of a dense array whose dimensions, from slowest to fastest, are \p order.
+/// Strides of a dense array whose dimensions, from slowest to fastest, are \p order; throws
+/// std::length_error where its element count does not fit in 64 bits (no such array can exist,
+/// and a wrapped stride would describe a small one).
 inline Extents dense_strides(const Extents& extents, const std::vector<int>& order) {
   Extents strides(extents.size(), 0);
   std::int64_t step = 1;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     strides[static_cast<std::size_t>(*it)] = step;
-    step *= std::max<std::int64_t>(extents[static_cast<std::size_t>(*it)], 1);
+    if (__builtin_mul_overflow(step, std::max<std::int64_t>(extents[static_cast<std::size_t>(*it)], 1), &step)) {
+      throw std::length_error("khalo: a dense array of these extents has more elements than 64 bits count");
+    }
   }
   return strides;
 }
