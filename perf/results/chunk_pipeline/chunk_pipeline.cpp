@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   const long runs = C * D, run_bytes = W * 4, face = runs * run_bytes;
   const long per_chunk = std::max<long>(1, chunk_bytes / run_bytes);
 
-  auto* sh = static_cast<Shared*>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  auto* sh =
+      static_cast<Shared*>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   new (sh) Shared();
   auto* buf = static_cast<char*>(mmap(nullptr, 2 * face, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   std::memset(buf, 0, 2 * face);
