@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     ++epoch;
     sh->read[me].v.store(epoch, std::memory_order_release);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // check one value of the last and first run received
+    // check the first value received (run 0), which changes if the face came from the wrong row
     const float want_first = static_cast<float>(peer * 1000 + ((0 * plane + (peer == 0 ? H : 1) * W) % 977));
     if (f[static_cast<size_t>(recv_row * W)] != want_first) {
       std::fprintf(stderr, "rank %d: wrong value\n", me);
