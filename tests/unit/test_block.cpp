@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <utility>
@@ -269,6 +270,29 @@ TEST(Block, CopyBlockBetweenArraysOfDifferentPadding) {
       ASSERT_EQ(out, want) << "trial " << trial;
     }
   }
+}
+
+// The switches that fix a choice of the engine (env_switch.hpp): "0" and "1" alone turn it off
+// or on; unset, empty or any other text leaves the default, for every switch alike.
+TEST(EnvSwitch, ZeroAndOneAloneFixTheChoice) {
+  using khalo::detail::EnvSwitch;
+  using khalo::detail::StorePolicy;
+  const char* name = "KHALO_STREAM_PACKS";
+  unsetenv(name);
+  EXPECT_EQ(khalo::detail::env_switch(name), EnvSwitch::unset);
+  EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::measured);
+  const std::pair<const char*, EnvSwitch> cases[] = {{"0", EnvSwitch::off},     {"1", EnvSwitch::on},
+                                                     {"", EnvSwitch::unset},    {"01", EnvSwitch::unset},
+                                                     {"yes", EnvSwitch::unset}, {"1 ", EnvSwitch::unset}};
+  for (const auto& [value, want] : cases) {
+    setenv(name, value, 1);
+    EXPECT_EQ(khalo::detail::env_switch(name), want) << "'" << value << "'";
+  }
+  setenv(name, "0", 1);
+  EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::ordinary);
+  setenv(name, "1", 1);
+  EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::stream);
+  unsetenv(name);
 }
 
 // The kind of store of packs another process reads (halo/store_choice.hpp): streaming first, a

@@ -17,6 +17,7 @@
 /// (HaloSpec::set_shared_memory, KHALO_SHARED_MEMORY); KHALO_DIRECT_READS=0 turns direct reads
 /// off alone (to compare, or where reading a neighbour's memory is not wanted). Not public.
 
+#include <khalo/detail/env_switch.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
@@ -29,7 +30,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <random>
@@ -65,10 +65,7 @@ inline bool direct_runs_fit(const std::vector<Run>& runs) {
 
 /// False when the environment turns direct reads off: KHALO_DIRECT_READS=0. A rank where it is
 /// off still takes part in the handshake; it offers no runs and accepts none.
-inline bool direct_reads_allowed() {
-  const char* v = std::getenv("KHALO_DIRECT_READS");
-  return v == nullptr || std::string(v) != "0";
-}
+inline bool direct_reads_allowed() { return env_switch("KHALO_DIRECT_READS") != EnvSwitch::off; }
 
 /// A random value of this process, at an address the neighbours read in the handshake: a
 /// process that is not the one announced (another PID namespace) cannot hold it.

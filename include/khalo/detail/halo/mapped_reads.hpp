@@ -11,6 +11,7 @@
 /// (direct_read.hpp). Not public.
 
 #include <khalo/detail/block.hpp>
+#include <khalo/detail/env_switch.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/halo/probed_choice.hpp>
@@ -20,7 +21,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,10 +44,8 @@ enum MappedMode : std::int64_t { kFacePacked = 0, kFaceMapped = 1 };
 enum class MappedPolicy { off, always, measured };
 
 inline MappedPolicy mapped_policy() {
-  const char* v = std::getenv("KHALO_MAPPED_READS");
-  if (v != nullptr && std::string(v) == "0") return MappedPolicy::off;
-  if (v != nullptr && std::string(v) == "1") return MappedPolicy::always;
-  return MappedPolicy::measured;
+  const EnvSwitch s = env_switch("KHALO_MAPPED_READS");
+  return s == EnvSwitch::off ? MappedPolicy::off : s == EnvSwitch::on ? MappedPolicy::always : MappedPolicy::measured;
 }
 
 inline bool mapped_reads_allowed() { return mapped_policy() != MappedPolicy::off; }

@@ -13,6 +13,7 @@
 /// unwinds from an error frees its own without waiting for anyone; their names are removed as
 /// soon as the neighbours have mapped them, so nothing is left in /dev/shm after a crash.
 
+#include <khalo/detail/env_switch.hpp>
 #include <khalo/detail/halo/handshake.hpp>
 #include <khalo/detail/halo/messages.hpp>
 #include <khalo/detail/mpi_error.hpp>
@@ -29,7 +30,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <exception>
 #include <map>
 #include <memory>
@@ -126,10 +126,7 @@ class SharedSegment {
 
 /// False when the environment turns node-shared buffers off for every Halo: KHALO_SHARED_MEMORY=0
 /// (a node whose /dev/shm is too small, or to compare with MPI's own transport).
-inline bool shared_memory_allowed() {
-  const char* v = std::getenv("KHALO_SHARED_MEMORY");
-  return v == nullptr || std::string(v) != "0";
-}
+inline bool shared_memory_allowed() { return env_switch("KHALO_SHARED_MEMORY") != EnvSwitch::off; }
 
 /// The ranks of \p comm that run on this rank's node (MPI_COMM_TYPE_SHARED). Collective.
 inline std::vector<bool> ranks_on_my_node(MPI_Comm comm) {

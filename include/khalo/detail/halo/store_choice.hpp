@@ -13,10 +13,8 @@
 /// Streaming comes first. KHALO_STREAM_PACKS=1 or 0 fixes the kind instead (streaming or
 /// ordinary), to compare.
 
+#include <khalo/detail/env_switch.hpp>
 #include <khalo/detail/halo/probed_choice.hpp>
-
-#include <cstdlib>
-#include <string>
 
 namespace khalo::detail {
 
@@ -24,10 +22,8 @@ enum class StorePolicy { ordinary, stream, measured };
 
 /// KHALO_STREAM_PACKS: "0" ordinary stores, "1" streaming ones, unset or anything else measured.
 inline StorePolicy store_policy() {
-  const char* v = std::getenv("KHALO_STREAM_PACKS");
-  if (v != nullptr && std::string(v) == "0") return StorePolicy::ordinary;
-  if (v != nullptr && std::string(v) == "1") return StorePolicy::stream;
-  return StorePolicy::measured;
+  const EnvSwitch s = env_switch("KHALO_STREAM_PACKS");
+  return s == EnvSwitch::off ? StorePolicy::ordinary : s == EnvSwitch::on ? StorePolicy::stream : StorePolicy::measured;
 }
 
 inline const char* to_string(StorePolicy p) {
