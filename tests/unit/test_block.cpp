@@ -295,6 +295,30 @@ TEST(EnvSwitch, ZeroAndOneAloneFixTheChoice) {
   unsetenv(name);
 }
 
+// A probe lasts long enough to get past the other way's cold exchanges (probed_choice.hpp): here
+// the other way costs 3 for its first two exchanges after a switch, 0.5 after them, against 1 for
+// the way in use. The first probe finds it faster and keeps it; with probes of 2 exchanges it
+// would only ever see the cold ones.
+TEST(ProbedChoice, GetsPastTheOtherWaysColdExchanges) {
+  using khalo::detail::ProbedChoice;
+  ProbedChoice c;
+  const int n = ProbedChoice::kFirstProbeAfter + ProbedChoice::kProbeLength + ProbedChoice::kConfirmAfter +
+                ProbedChoice::kProbeLength + 8;
+  bool last = c.first();
+  int streak = 0;  // exchanges in a row of the way in use
+  int second = 0;  // exchanges of the second way
+  for (int i = 0; i < n; ++i) {
+    const bool way = c.first();
+    streak = way == last ? streak + 1 : 1;
+    last = way;
+    second += way ? 0 : 1;
+    c.record(way ? 1.0 : (streak <= 2 ? 3.0 : 0.5));
+  }
+  EXPECT_FALSE(c.first()) << "the second way, faster once warm, was not kept";
+  // Only the first kFirstProbeAfter exchanges and the probe that confirms the switch use the first way.
+  EXPECT_EQ(second, n - ProbedChoice::kFirstProbeAfter - ProbedChoice::kProbeLength);
+}
+
 // The kind of store of packs another process reads (halo/store_choice.hpp): streaming first, a
 // probe of the other kind after kFirstProbeAfter exchanges and then every kProbeEvery, a probe
 // that switched checked again kConfirmAfter later, and the kind whose fastest pack was faster

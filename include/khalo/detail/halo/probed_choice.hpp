@@ -11,7 +11,7 @@
 /// just before it. The lowest, because a slower exchange was interrupted or cold; just before,
 /// so that both ways are timed where the processes now run. A probe that switched ways is
 /// checked by the next one kConfirmAfter exchanges later, not kProbeEvery: a probe that won by
-/// chance (the machine busy just before it) then costs 16 exchanges of the slower way, not 128
+/// chance (the machine busy just before it) then costs 16 exchanges of the slower way, not 256
 /// (bench_halo at 19:41 UTC, perf/RESULTS.md "Direct reads": a contiguous face ran 89 of its 102
 /// exchanges with ordinary stores at 7.6 GB/s).
 
@@ -24,11 +24,14 @@ namespace khalo::detail {
 
 class ProbedChoice {
  public:
-  // Where the other way is 5x slower, a probe adds 2 x 4 / 128 = 6% to the time it costs. The
+  // Where the other way is 5x slower, a probe adds 4 x 4 / 256 = 6% to the time it costs. The
   // first probe waits out the cold exchanges (first touch, the reader's first reads), in which
-  // the way in use may lose to a warm other one.
-  static constexpr int kProbeEvery = 128;
-  static constexpr int kProbeLength = 2;
+  // the way in use may lose to a warm other one. A probe is 4 exchanges long because its own
+  // first ones are the other way's cold ones: with 2, node-shared fields between ranks on
+  // different core complexes kept mapping faces that packing moved 1.1-1.8x faster
+  // (perf/RESULTS.md, "The probes' length").
+  static constexpr int kProbeEvery = 256;
+  static constexpr int kProbeLength = 4;
   static constexpr int kFirstProbeAfter = 16;
   static constexpr int kConfirmAfter = 16;
 
