@@ -17,13 +17,17 @@ int main(int argc, char** argv) {
   std::vector<double*> f(F);
   for (long q = 0; q < F; ++q) {
     f[q] = static_cast<double*>(aligned_alloc(2u << 20, bytes));
-    if (huge) madvise(f[q], bytes, MADV_HUGEPAGE); else madvise(f[q], bytes, MADV_NOHUGEPAGE);
+    if (huge)
+      madvise(f[q], bytes, MADV_HUGEPAGE);
+    else
+      madvise(f[q], bytes, MADV_NOHUGEPAGE);
     for (long i = 0; i < N * N * N; ++i) f[q][i] = 1.0;
   }
   std::vector<char> scrub(256 << 20, 1);
   std::vector<double> t;
   for (int rep = 0; rep < 21; ++rep) {
-    if (cold) for (size_t i = 0; i < scrub.size(); i += 64) scrub[i]++;
+    if (cold)
+      for (size_t i = 0; i < scrub.size(); i += 64) scrub[i]++;
     auto t0 = std::chrono::steady_clock::now();
     for (long q = 0; q < F; ++q) {
       double* d = f[q];
@@ -38,6 +42,8 @@ int main(int argc, char** argv) {
   }
   std::sort(t.begin(), t.end());
   std::printf("F=%ld huge=%d cold=%d median %.3f ms min %.3f\n", F, huge, cold, t[t.size() / 2] * 1e3, t[0] * 1e3);
-  FILE* s = fopen("/proc/self/smaps_rollup", "r"); char line[256];
-  while (s && fgets(line, sizeof line, s)) if (strstr(line, "AnonHuge")) fputs(line, stdout);
+  FILE* s = fopen("/proc/self/smaps_rollup", "r");
+  char line[256];
+  while (s && fgets(line, sizeof line, s))
+    if (strstr(line, "AnonHuge")) fputs(line, stdout);
 }
