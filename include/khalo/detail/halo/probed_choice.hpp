@@ -26,9 +26,9 @@ class ProbedChoice {
  public:
   // Where the other way is 5x slower, a probe adds 4 x 4 / 256 = 6% to the time it costs. The
   // first probe waits out the cold exchanges (first touch, the reader's first reads), in which
-  // the way in use may lose to a warm other one. A probe is 4 exchanges long because its own
-  // first ones are the other way's cold ones: with 2, node-shared fields between ranks on
-  // different core complexes kept mapping faces that packing moved 1.1-1.8x faster
+  // the way in use may lose to a warm other one. A probe is 4 exchanges long, most likely to get
+  // past its own first ones, the other way's cold ones: with 2, node-shared fields between ranks
+  // on different core complexes kept mapping faces that packing moved 1.1-1.8x faster
   // (perf/RESULTS.md, "The probes' length").
   static constexpr int kProbeEvery = 256;
   static constexpr int kProbeLength = 4;
