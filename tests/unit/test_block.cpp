@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <numeric>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -278,6 +279,8 @@ TEST(EnvSwitch, ZeroAndOneAloneFixTheChoice) {
   using khalo::detail::EnvSwitch;
   using khalo::detail::StorePolicy;
   const char* name = "KHALO_STREAM_PACKS";
+  const char* caller = std::getenv(name);  // given back at the end, for the tests after this one
+  const std::string saved = caller != nullptr ? caller : "";
   unsetenv(name);
   EXPECT_EQ(khalo::detail::env_switch(name), EnvSwitch::unset);
   EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::measured);
@@ -292,7 +295,11 @@ TEST(EnvSwitch, ZeroAndOneAloneFixTheChoice) {
   EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::ordinary);
   setenv(name, "1", 1);
   EXPECT_EQ(khalo::detail::store_policy(), StorePolicy::stream);
-  unsetenv(name);
+  if (caller != nullptr) {
+    setenv(name, saved.c_str(), 1);
+  } else {
+    unsetenv(name);
+  }
 }
 
 // A probe lasts long enough to get past the other way's cold exchanges (probed_choice.hpp): here
